@@ -1,0 +1,41 @@
+# tensorgate: `make run` and `make test` work on a fresh machine (they set themselves up).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REPO ?= models
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format venv data protos clean-models
+
+run: venv data
+	$(PY) -m training.quickstart --repo $(REPO)
+
+test: venv data lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy training export serving loadtest
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+venv: $(STAMP)
+
+# Re-installs when pyproject.toml changes; the stamp records a finished install only.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	@touch $(STAMP)
+
+data:
+	@bash scripts/ensure-data.sh
+
+# Regenerate serving/protos/tfserving.binpb after upgrading tensorflow-serving-api.
+protos: venv
+	$(PY) -m serving.protos.build

@@ -1,0 +1,148 @@
+"""TF Serving's protobuf messages and gRPC services, without TensorFlow.
+
+The descriptors come from ``tfserving.binpb`` (extracted from the installed wheels by
+``python -m serving.protos.build``) and are loaded into a private ``DescriptorPool``, so this module
+costs a few megabytes and milliseconds where ``import tensorflow_serving.apis`` costs all of
+TensorFlow. The message classes are wire-compatible with TF Serving's; a message from the official
+modules can be moved across with ``SerializeToString``/``FromString``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
+
+DESCRIPTOR_SET_PATH = Path(__file__).with_name("tfserving.binpb")
+
+
+def _load_pool(path: Path) -> descriptor_pool.DescriptorPool:
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file_proto in descriptor_set.file:
+        pool.Add(file_proto)
+    return pool
+
+
+POOL = _load_pool(DESCRIPTOR_SET_PATH)
+
+
+def message_class(full_name: str) -> Any:
+    """The generated class for a message type, e.g. ``tensorflow.serving.PredictRequest``."""
+    return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
+
+
+# tensorflow
+TensorProto = message_class("tensorflow.TensorProto")
+TensorShapeProto = message_class("tensorflow.TensorShapeProto")
+Example = message_class("tensorflow.Example")
+SignatureDef = message_class("tensorflow.SignatureDef")
+TensorInfo = message_class("tensorflow.TensorInfo")
+DataType = POOL.FindEnumTypeByName("tensorflow.DataType")
+
+# tensorflow.serving
+ModelSpec = message_class("tensorflow.serving.ModelSpec")
+PredictRequest = message_class("tensorflow.serving.PredictRequest")
+PredictResponse = message_class("tensorflow.serving.PredictResponse")
+ClassificationRequest = message_class("tensorflow.serving.ClassificationRequest")
+ClassificationResponse = message_class("tensorflow.serving.ClassificationResponse")
+RegressionRequest = message_class("tensorflow.serving.RegressionRequest")
+RegressionResponse = message_class("tensorflow.serving.RegressionResponse")
+MultiInferenceRequest = message_class("tensorflow.serving.MultiInferenceRequest")
+MultiInferenceResponse = message_class("tensorflow.serving.MultiInferenceResponse")
+GetModelMetadataRequest = message_class("tensorflow.serving.GetModelMetadataRequest")
+GetModelMetadataResponse = message_class("tensorflow.serving.GetModelMetadataResponse")
+SignatureDefMap = message_class("tensorflow.serving.SignatureDefMap")
+GetModelStatusRequest = message_class("tensorflow.serving.GetModelStatusRequest")
+GetModelStatusResponse = message_class("tensorflow.serving.GetModelStatusResponse")
+ModelVersionStatus = message_class("tensorflow.serving.ModelVersionStatus")
+StatusProto = message_class("tensorflow.serving.StatusProto")
+ReloadConfigRequest = message_class("tensorflow.serving.ReloadConfigRequest")
+ReloadConfigResponse = message_class("tensorflow.serving.ReloadConfigResponse")
+ModelServerConfig = message_class("tensorflow.serving.ModelServerConfig")
+ModelConfigList = message_class("tensorflow.serving.ModelConfigList")
+ModelConfig = message_class("tensorflow.serving.ModelConfig")
+PredictionLog = message_class("tensorflow.serving.PredictionLog")
+PredictLog = message_class("tensorflow.serving.PredictLog")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    request: Any
+    response: Any
+
+    def path(self, service: str) -> str:
+        return f"/{service}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A gRPC service: its full name and unary methods with their message classes."""
+
+    name: str
+    methods: tuple[Method, ...]
+
+    def method(self, name: str) -> Method:
+        for method in self.methods:
+            if method.name == name:
+                return method
+        raise KeyError(f"{self.name} has no method {name!r}")
+
+    def stub(self, channel: grpc.Channel) -> Any:
+        """A client stub: one attribute per method, like the generated ``*Stub`` classes."""
+        return _Stub(
+            {
+                m.name: channel.unary_unary(
+                    m.path(self.name),
+                    request_serializer=m.request.SerializeToString,
+                    response_deserializer=m.response.FromString,
+                )
+                for m in self.methods
+            }
+        )
+
+    def handler(self, implementations: Mapping[str, Callable[..., Any]]) -> grpc.GenericRpcHandler:
+        """A generic handler serving the given method implementations (sync or async callables)."""
+        handlers = {
+            m.name: grpc.unary_unary_rpc_method_handler(
+                implementations[m.name],
+                request_deserializer=m.request.FromString,
+                response_serializer=m.response.SerializeToString,
+            )
+            for m in self.methods
+            if m.name in implementations
+        }
+        return grpc.method_handlers_generic_handler(self.name, handlers)
+
+
+class _Stub:
+    def __init__(self, callables: Mapping[str, Any]) -> None:
+        self.__dict__.update(callables)
+
+
+PREDICTION_SERVICE = Service(
+    "tensorflow.serving.PredictionService",
+    (
+        Method("Classify", ClassificationRequest, ClassificationResponse),
+        Method("Regress", RegressionRequest, RegressionResponse),
+        Method("Predict", PredictRequest, PredictResponse),
+        Method("MultiInference", MultiInferenceRequest, MultiInferenceResponse),
+        Method("GetModelMetadata", GetModelMetadataRequest, GetModelMetadataResponse),
+    ),
+)
+MODEL_SERVICE = Service(
+    "tensorflow.serving.ModelService",
+    (
+        Method("GetModelStatus", GetModelStatusRequest, GetModelStatusResponse),
+        Method("HandleReloadConfigRequest", ReloadConfigRequest, ReloadConfigResponse),
+    ),
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]
+_ = Message  # re-exported for typing by callers

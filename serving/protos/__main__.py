@@ -1,0 +1,3 @@
+from serving.protos.build import main
+
+raise SystemExit(main())
