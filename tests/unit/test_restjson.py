@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from serving import restjson
+from serving.errors import InvalidInput
+from serving.restjson import RequestFormat
+
+FLOAT = restjson.DT_FLOAT
+STRING = restjson.DT_STRING
+
+
+def decode(body: bytes, dtypes: dict[str, int]) -> restjson.PredictJson:
+    return restjson.decode_predict_request(restjson.parse_json_object(body), dtypes)
+
+
+def test_row_format_answers_like_tf_serving_half_plus_two() -> None:
+    request = decode(b'{"instances": [1.0, 2.0, 5.0]}', {"x": FLOAT})
+    assert request.request_format is RequestFormat.ROW
+    np.testing.assert_array_equal(request.inputs["x"], np.array([1, 2, 5], np.float32))
+    body = restjson.encode_predict_response({"y": np.array([2.5, 3.0, 4.5], np.float32)}, RequestFormat.ROW)
+    assert body == b'{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
+
+
+def test_columnar_format_writes_one_value_per_line() -> None:
+    body = restjson.encode_predict_response({"y": np.array([2.5, 3.0], np.float32)}, RequestFormat.COLUMNAR)
+    assert body == b'{\n    "outputs": [\n        2.5,\n        3.0\n    ]\n}'
+
+
+def test_several_outputs_are_objects_sorted_by_name() -> None:
+    outputs = {"probabilities": np.array([[0.25, 0.75]], np.float32), "class_id": np.array([1], np.int64)}
+    body = restjson.encode_predict_response(outputs, RequestFormat.ROW)
+    assert orjson.loads(body) == {"predictions": [{"class_id": 1, "probabilities": [0.25, 0.75]}]}
+    assert body.startswith(b'{\n    "predictions": [\n        {\n            "class_id": 1,')
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.1, "0.1"),
+        (3.0, "3.0"),
+        (9e6, "9e+06"),
+        (1e-7, "1e-07"),
+        (1 / 3, "0.333333343"),
+        (float("nan"), "NaN"),
+    ],
+)
+def test_floats_print_as_tf_serving_writes_them(value: float, text: str) -> None:
+    array = np.array([value], np.float32)
+    body = restjson.encode_predict_response({"y": array}, RequestFormat.ROW).decode()
+    assert body.split("[")[1].split("\n")[0] == text
+
+
+def test_bytes_outputs_travel_as_b64() -> None:
+    body = restjson.encode_predict_response({"out_bytes": np.array([b"\x00\xff"], object)}, RequestFormat.ROW)
+    assert orjson.loads(body) == {"predictions": [{"b64": "AP8="}]}
+
+
+def test_b64_string_inputs_are_decoded() -> None:
+    request = decode(b'{"instances": [{"b64": "aGk="}, "plain"]}', {"image_bytes": STRING})
+    assert request.inputs["image_bytes"].tolist() == [b"hi", b"plain"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "JSON Parse error: The document is empty"),
+        (b"{}", "Missing 'inputs' or 'instances' key"),
+        (b'{"instances": []}', "JSON Value: {\n    \"instances\": []\n} No values in 'instances' array"),
+        (
+            b'{"instances": [1.0, true]}',
+            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+            "JSON Value: true Type: True is not of expected type: float",
+        ),
+        (
+            b'{"instances": [[1.0], [1.0, 2.0]]}',
+            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+            "Expecting tensor size: 1 but got: 2",
+        ),
+        (b'{"inputs": [16777217]}', "Cannot convert JSON value: 16777217 to float without loss"),
+        (b'{"inputs": "x"}', 'JSON Value: "x" Type: String is not of expected type: float'),
+        (b'{"inputs": [1], "signature_name": 3}', "'signature_name' key must be a string"),
+    ],
+)
+def test_malformed_requests_get_tf_serving_messages(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        decode(body, {"x": FLOAT})
+    assert message in caught.value.message
+
+
+def test_nan_and_infinity_are_accepted_as_rapidjson_does() -> None:
+    request = decode(b'{"inputs": [NaN, Infinity, -Infinity]}', {"x": FLOAT})
+    assert np.isnan(request.inputs["x"][0]) and request.inputs["x"][2] == -np.inf
+
+
+def test_named_instances_need_every_input() -> None:
+    with pytest.raises(InvalidInput, match="keys must be equal to: a,b"):
+        decode(b'{"instances": [{"a": 1.0}]}', {"a": FLOAT, "b": FLOAT})
+
+
+def test_examples_become_tf_examples() -> None:
+    name, examples, context = restjson.decode_examples({"examples": [{"x": 2.0, "tag": "a"}]})
+    assert name == "" and context is None
+    assert list(examples[0].features.feature["x"].float_list.value) == [2.0]
+    assert restjson.encode_regression_results([3.0]) == b'{\n    "results": [3.0]\n}'
+
+
+def test_error_body_is_valid_json() -> None:
+    assert orjson.loads(restjson.error_body("Missing 'inputs' \"x\"")) == {"error": "Missing 'inputs' \"x\""}
