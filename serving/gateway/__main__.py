@@ -1,0 +1,64 @@
+"""``python -m serving.gateway [--config gateway.yaml]``: REST on 8000, gRPC on 8001."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from serving.gateway.config import ConfigError, load_settings
+
+log = logging.getLogger("tensorgate.gateway")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m serving.gateway", description=__doc__)
+    parser.add_argument("--config", type=Path, help="YAML config (TENSORGATE_* variables override it)")
+    parser.add_argument("--port", type=int, help="HTTP port (http_port)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port (grpc_port)")
+    parser.add_argument("--repo", type=Path, help="model repository (repo)")
+    parser.add_argument("--upstream", help="targets of the default upstream, comma-separated host:port")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = _arguments(argv)
+    overrides: dict[str, Any] = {}
+    if arguments.port is not None:
+        overrides["http_port"] = arguments.port
+    if arguments.grpc_port is not None:
+        overrides["grpc_port"] = arguments.grpc_port
+    if arguments.repo is not None:
+        overrides["repo"] = arguments.repo
+    if arguments.upstream:
+        overrides["upstreams"] = {"default": {"targets": arguments.upstream.split(",")}}
+    try:
+        settings = load_settings(arguments.config, **overrides)
+        import uvicorn
+
+        from serving.gateway.accesslog import configure_logging
+        from serving.gateway.main import create_app
+
+        configure_logging(settings.log_level)
+        app = create_app(settings)
+    except ConfigError as error:
+        print(f"invalid gateway config: {error}", file=sys.stderr)
+        return 2
+    log.info("gateway starting: http %s:%s, grpc %s", settings.host, settings.http_port, settings.grpc_port)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.http_port,
+        loop="asyncio",  # grpc.aio and uvicorn share this loop
+        http="httptools",
+        access_log=False,  # ours is structured: serving.gateway.accesslog
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.timeouts.shutdown_grace_s) or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The gateway's REST front (FastAPI): TF Serving's URLs, the friendly classify API, operations."""

@@ -1,0 +1,155 @@
+"""The friendly API: classify images sent as uploads, base64 strings or pixel arrays.
+
+``POST /v1/classify/{name}`` where name is a servable, a route or an ensemble, with one of:
+multipart/form-data (one or more image files), a raw ``image/png`` / ``image/jpeg`` body, or JSON
+``{"image": ...}`` / ``{"images": [...]}`` whose items are base64 strings (data URLs too) or pixel
+arrays (28x28 or 784 values, 0..255; other sizes and colour are converted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from serving import protos
+from serving.errors import InvalidInput
+from serving.gateway import images
+from serving.gateway.api.deps import API_KEY, CallDep, GatewayDep
+from serving.gateway.api.errors import JSON
+from serving.gateway.ensembles import MemberAnswer
+from serving.gateway.service import Gateway
+from serving.tensors import from_numpy, to_numpy
+
+router = APIRouter(dependencies=[API_KEY], tags=["classify"])
+
+_OFF_LOOP_BYTES = 256 * 1024  # decode bigger inputs in a worker thread
+_BODY_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"example": {"images": ["<base64 PNG>", [[0] * 28] * 28]}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
+
+
+async def _items(request: Request, max_batch: int) -> list[Any]:
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=max_batch + 1, max_fields=max_batch + 1)
+        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not uploads:
+            raise InvalidInput("No image file in the form: send one or more files, e.g. -F file=@image.png")
+        return [await upload.read() for upload in uploads]
+    body = await request.body()
+    if content_type.startswith("image/"):
+        return [body]
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("The body is neither JSON nor an image upload") from None
+    if isinstance(document, dict) and "image" in document:
+        return [document["image"]]
+    if isinstance(document, dict) and isinstance(document.get("images"), list):
+        return list(document["images"])
+    raise InvalidInput('Send {"image": ...} or {"images": [...]} (base64 strings or pixel arrays)')
+
+
+def _decode(item: Any, max_pixels: int) -> tuple[np.ndarray, images.Conversion]:
+    if isinstance(item, bytes):
+        return images.from_bytes(item, max_pixels)
+    if isinstance(item, str):
+        return images.from_base64(item, max_pixels)
+    if isinstance(item, list):
+        return images.from_pixels(item, max_pixels)
+    raise InvalidInput("Each image must be a base64 string or a pixel array")
+
+
+def _decode_all(items: list[Any], max_pixels: int) -> list[tuple[np.ndarray, images.Conversion]]:
+    return [_decode(item, max_pixels) for item in items]
+
+
+@router.post(
+    "/v1/classify/{name}",
+    summary="Classify images (PNG/JPEG, base64 or pixel arrays)",
+    openapi_extra=_BODY_DOC,
+)
+async def classify(name: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    call.method = "classify"
+    limits = gateway.settings.limits
+    items = await _items(request, limits.max_batch_size)
+    if not items:
+        raise InvalidInput("No images to classify")
+    if len(items) > limits.max_batch_size:
+        raise InvalidInput(f"{len(items)} images are over the batch limit of {limits.max_batch_size}")
+    size = sum(len(item) for item in items if isinstance(item, bytes | str))
+    if size > _OFF_LOOP_BYTES:
+        decoded = await asyncio.to_thread(_decode_all, items, limits.max_image_pixels)
+    else:
+        decoded = _decode_all(items, limits.max_image_pixels)
+    predict = protos.PredictRequest()
+    predict.model_spec.name = name
+    from_numpy(np.stack([array for array, _ in decoded]), out=predict.inputs["image"])
+    response, members = await gateway.predict_with_votes(predict, call)
+    answer = _answer(gateway, name, response, members, decoded, call)
+    return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+
+
+def _answer(
+    gateway: Gateway,
+    name: str,
+    response: Any,
+    members: list[MemberAnswer] | None,
+    decoded: list[tuple[np.ndarray, images.Conversion]],
+    call: Any,
+) -> dict[str, Any]:
+    outputs = response.outputs
+    if "probabilities" not in outputs:
+        raise InvalidInput(
+            f"{name!r} did not return 'probabilities'; the classify API needs the model contract"
+        )
+    probabilities = to_numpy(outputs["probabilities"])
+    class_ids = to_numpy(outputs["class_id"]) if "class_id" in outputs else probabilities.argmax(axis=-1)
+    label_source = next((m for m in members or () if m.error is None), None)
+    servable, version = (
+        (label_source.servable, label_source.version) if label_source else (call.servable, call.version)
+    )
+    labels = gateway.catalog.labels(servable, version, probabilities.shape[-1])
+    predictions = []
+    for row, class_id in zip(probabilities, class_ids.tolist(), strict=True):
+        predictions.append(
+            {
+                "label": labels[class_id],
+                "class_id": class_id,
+                "score": row[class_id],
+                "probabilities": dict(zip(labels, row, strict=True)),
+            }
+        )
+    answer: dict[str, Any] = {
+        "model": name,
+        "servable": call.servable,
+        "version": call.version,
+        "degraded": call.degraded,
+        "predictions": predictions,
+        "conversions": [conversion.report() for _, conversion in decoded],
+    }
+    if members is not None:
+        answer["members"] = [
+            {
+                "servable": member.servable,
+                "version": member.version,
+                "labels": [labels[i] for i in member.class_ids] if member.class_ids is not None else None,
+                "error": member.error,
+            }
+            for member in members
+        ]
+    return answer

@@ -1,0 +1,40 @@
+"""What one request carries through the gateway: its id, deadline, sticky key, and what answered it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+REQUEST_ID_HEADER = "x-request-id"
+_MAX_ID_LENGTH = 128
+
+
+def new_request_id(given: str | None = None) -> str:
+    """The caller's id when it is printable and short, otherwise a fresh one."""
+    if given and len(given) <= _MAX_ID_LENGTH and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class CallContext:
+    request_id: str
+    deadline: float  # time.monotonic() by which the answer is due
+    request_key: str | None = None
+    method: str = "other"  # metric label: predict, metadata, status, classify, ...
+    servable: str = ""
+    version: str = ""
+    degraded: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def answered_by(self, servable: str, version: str) -> None:
+        self.servable = servable
+        self.version = version
+
+
+CURRENT: ContextVar[CallContext | None] = ContextVar("tensorgate_call", default=None)

@@ -1,0 +1,107 @@
+"""Gateway ensembles: one request fanned out to members in parallel, each with its own deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving import protos
+from serving.errors import InvalidInput, ServingError, Unavailable
+from serving.gateway.config import EnsembleConfig
+from serving.gateway.context import CallContext
+from serving.gateway.metrics import Metrics
+from serving.gateway.routing import vote
+from serving.tensors import from_numpy, to_numpy
+
+Forward = Callable[[str, Any, CallContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class MemberAnswer:
+    servable: str
+    version: str = ""
+    class_ids: list[int] | None = None
+    error: str | None = None
+
+
+class Ensemble:
+    def __init__(self, name: str, config: EnsembleConfig, metrics: Metrics) -> None:
+        self.name = name
+        self.config = config
+        self._metrics = metrics
+
+    async def predict(
+        self, request: Any, call: CallContext, forward: Forward
+    ) -> tuple[Any, list[MemberAnswer]]:
+        members = self.config.members
+        results = await asyncio.gather(
+            *(self._member(servable, request, call, forward) for servable in members), return_exceptions=True
+        )
+        replied: list[tuple[int, np.ndarray]] = []
+        answers: list[MemberAnswer] = []
+        client_error: ServingError | None = None
+        for index, (servable, result) in enumerate(zip(members, results, strict=True)):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ServingError | TimeoutError):
+                    raise result
+                message = result.message if isinstance(result, ServingError) else "Deadline exceeded"
+                if isinstance(result, ServingError) and result.http_status < 500:
+                    client_error = client_error or result
+                self._metrics.ensemble_member_failures.labels(self.name, servable).inc()
+                answers.append(MemberAnswer(servable, error=message))
+                continue
+            version, probabilities = result
+            replied.append((index, probabilities))
+            answers.append(MemberAnswer(servable, version, probabilities.argmax(axis=-1).tolist()))
+        if len(replied) < self.config.needed:
+            if client_error is not None:
+                raise client_error
+            raise Unavailable(
+                f"Ensemble {self.name!r}: {len(replied)} of {len(members)} members answered; "
+                f"quorum is {self.config.needed}"
+            )
+        weights = [self.config.weights[i] for i, _ in replied] if self.config.weights else None
+        probabilities, class_id = vote([p for _, p in replied], self.config.voting, weights)
+        degraded = len(replied) < len(members)
+        self._metrics.ensemble_answers.labels(self.name, str(degraded).lower()).inc()
+        call.answered_by(self.name, "")
+        call.degraded = degraded
+        return self._response(probabilities, class_id, answers), answers
+
+    async def _member(
+        self, servable: str, request: Any, call: CallContext, forward: Forward
+    ) -> tuple[str, np.ndarray]:
+        member_request = protos.PredictRequest()
+        member_request.CopyFrom(request)
+        member_request.model_spec.Clear()
+        member_request.model_spec.name = servable
+        member_request.model_spec.signature_name = request.model_spec.signature_name
+        deadline = min(call.deadline, time.monotonic() + self.config.member_timeout_s)
+        member_call = CallContext(request_id=call.request_id, deadline=deadline, request_key=call.request_key)
+        response = await forward(servable, member_request, member_call)
+        if "probabilities" not in response.outputs:
+            raise InvalidInput(f"Ensemble member {servable!r} did not return 'probabilities'")
+        probabilities = to_numpy(response.outputs["probabilities"])
+        if probabilities.ndim != 2:
+            raise InvalidInput(
+                f"Ensemble member {servable!r} returned probabilities of rank {probabilities.ndim}"
+            )
+        return str(response.model_spec.version.value), probabilities
+
+    def _response(self, probabilities: np.ndarray, class_id: np.ndarray, answers: list[MemberAnswer]) -> Any:
+        response = protos.PredictResponse()
+        response.model_spec.name = self.name
+        from_numpy(probabilities, out=response.outputs["probabilities"])
+        from_numpy(class_id, out=response.outputs["class_id"])
+        batch = class_id.shape[0]
+        votes = np.full((batch, len(answers)), -1, dtype=np.int64)
+        for column, answer in enumerate(answers):
+            if answer.class_ids is not None and len(answer.class_ids) == batch:
+                votes[:, column] = answer.class_ids
+        from_numpy(votes, out=response.outputs["member_class_ids"])
+        return response

@@ -1,0 +1,139 @@
+"""The gRPC front on 8001: TF Serving's PredictionService (Predict, GetModelMetadata) and ModelService
+(GetModelStatus), plus gRPC health checking and reflection.
+
+Every method goes through ``_guarded``, the front's one interceptor: API key, request id (read from
+``x-request-id`` metadata or made, sent back as trailing metadata and on to the upstream), deadline
+(the caller's, capped by the config), ServingError -> status code, metrics and the access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import _async as health_aio  # what grpc_health.v1.health.aio re-exports
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from serving import protos
+from serving.errors import ServingError
+from serving.gateway import accesslog
+from serving.gateway.auth import ApiKeys
+from serving.gateway.config import Settings
+from serving.gateway.context import CallContext, new_request_id
+from serving.gateway.service import Gateway
+from serving.gateway.upstream import channel_options
+
+log = logging.getLogger("tensorgate.gateway.grpc")
+
+Method = Callable[[Any, CallContext], Awaitable[Any]]
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+SERVICES = (protos.PREDICTION_SERVICE.name, protos.MODEL_SERVICE.name)
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    """TF Serving's descriptors plus health's, so reflection can describe every service we serve."""
+    pool = descriptor_pool.DescriptorPool()
+    files = descriptor_pb2.FileDescriptorSet.FromString(protos.DESCRIPTOR_SET_PATH.read_bytes()).file
+    for file_proto in files:
+        pool.Add(file_proto)
+    health_file = descriptor_pb2.FileDescriptorProto()
+    health_pb2.DESCRIPTOR.CopyToProto(health_file)
+    pool.Add(health_file)
+    return pool
+
+
+class GrpcFront:
+    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+        self._gateway = gateway
+        self._settings = settings
+        self._keys = ApiKeys(settings.api_keys, settings.api_key_header)
+        self._request_key = settings.request_key_header.lower()
+        self._request_s = settings.timeouts.request_s
+        self.server = grpc.aio.server(options=channel_options(settings)[:2])
+        self.health = health_aio.HealthServicer()
+        self.port = 0
+        self._watch: asyncio.Task[None] | None = None
+        self.server.add_generic_rpc_handlers(
+            (
+                protos.PREDICTION_SERVICE.handler(
+                    {
+                        "Predict": self._guarded("predict", gateway.predict),
+                        "GetModelMetadata": self._guarded("metadata", gateway.metadata),
+                    }
+                ),
+                protos.MODEL_SERVICE.handler({"GetModelStatus": self._guarded("status", gateway.status)}),
+            )
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server, pool=_reflection_pool()
+        )
+
+    async def start(self) -> None:
+        address = f"{self._settings.host}:{self._settings.grpc_port}"
+        self.port = self.server.add_insecure_port(address)
+        await self.server.start()
+        self._watch = asyncio.create_task(self._watch_readiness())
+        log.info("gRPC front listening on %s", self.port)
+
+    async def stop(self, grace: float) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def _watch_readiness(self) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        while True:
+            ready, _ = self._gateway.catalog.readiness()
+            for service in ("", *SERVICES):
+                await self.health.set(service, serving if ready else not_serving)
+            await asyncio.sleep(0.25 if not ready else 1.0)
+
+    def _guarded(self, name: str, method: Method) -> Handler:
+        keys, request_key_header, request_s = self._keys, self._request_key, self._request_s
+        metrics = self._gateway.metrics
+        route = f"/{name}"
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            remaining = context.time_remaining()
+            budget = request_s if remaining is None else min(request_s, remaining)
+            call = CallContext(
+                new_request_id(metadata.get("x-request-id")),
+                time.monotonic() + budget,
+                metadata.get(request_key_header),
+                method=name,
+            )
+            failure: tuple[grpc.StatusCode, str] | None = None
+            response = None
+            try:
+                keys.check(metadata.get(keys.header), metadata.get("authorization"))
+                response = await method(request, call)
+            except ServingError as error:
+                failure = (error.grpc_code, error.message)
+            except Exception:
+                log.exception("unhandled error (request %s)", call.request_id)
+                failure = (grpc.StatusCode.INTERNAL, "Internal error")
+            trailing = [("x-request-id", call.request_id)]
+            if call.servable:
+                trailing += [("x-servable", call.servable), ("x-model-version", call.version)]
+            if call.degraded:
+                trailing.append(("x-degraded", "true"))
+            context.set_trailing_metadata(tuple(trailing))
+            accesslog.record(metrics, "grpc", "POST", route, failure[0].name if failure else "OK", call)
+            if failure is not None:
+                await context.abort(failure[0], failure[1])
+            return response
+
+        return handler

@@ -1,0 +1,51 @@
+"""Builds the gateway's FastAPI app; nothing else lives here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from serving.gateway.api.errors import install_error_handlers
+from serving.gateway.api.middleware import GatewayMiddleware
+from serving.gateway.api.routes import classify, ops, tfserving
+from serving.gateway.auth import ApiKeys
+from serving.gateway.config import Settings
+from serving.gateway.grpc_front import GrpcFront
+from serving.gateway.service import Gateway
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``. Raises ConfigError when the config's references do not resolve."""
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        front = GrpcFront(gateway, settings) if settings.grpc_port is not None else None
+        if front is not None:
+            await front.start()
+        app.state.grpc_port = front.port if front is not None else None
+        try:
+            yield
+        finally:
+            if front is not None:
+                await front.stop(settings.timeouts.shutdown_grace_s)
+            await gateway.close()
+
+    app = FastAPI(title="tensorgate gateway", version="0.1.0", lifespan=lifespan)
+    app.state.gateway = gateway
+    app.state.api_keys = ApiKeys(settings.api_keys, settings.api_key_header)
+    install_error_handlers(app)
+    app.include_router(ops.router)
+    app.include_router(classify.router)
+    app.include_router(tfserving.router)  # last: its /v1/{path} catches what the others do not
+    app.add_middleware(
+        GatewayMiddleware,
+        metrics=gateway.metrics,
+        request_s=settings.timeouts.request_s,
+        max_body=settings.limits.max_body_bytes,
+        request_key=settings.request_key_header,
+    )
+    return app

@@ -1,0 +1,216 @@
+"""The gateway's core, shared by the REST and gRPC fronts: resolve a name, call upstream, vote, mirror.
+
+A name is an ensemble, a route, or a servable (anything else passes through to the default upstream,
+which answers TF Serving's own NOT_FOUND). Requests and answers are TF Serving's protos throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from serving import protos
+from serving.errors import InvalidInput, ServingError
+from serving.gateway.catalog import AVAILABLE, Catalog
+from serving.gateway.config import Settings
+from serving.gateway.context import CallContext
+from serving.gateway.ensembles import Ensemble, MemberAnswer
+from serving.gateway.metrics import Metrics
+from serving.gateway.routing import Route, top_classes
+from serving.gateway.upstream import UpstreamPool
+
+log = logging.getLogger("tensorgate.gateway")
+
+_SHADOW_IN_FLIGHT = 64  # mirrored calls beyond this are dropped (and counted), never queued
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.catalog = Catalog(settings, self.metrics)  # validates the config's references
+        self._pool: UpstreamPool | None = None
+        self.routes = {name: Route(name, config) for name, config in settings.routes.items()}
+        self.ensembles = {
+            name: Ensemble(name, config, self.metrics) for name, config in settings.ensembles.items()
+        }
+        self._max_batch = settings.limits.max_batch_size
+        self._metadata: dict[tuple[str, int, str, str], tuple[float, Any]] = {}
+        self._shadows: set[asyncio.Task[None]] = set()
+
+    @property
+    def pool(self) -> UpstreamPool:
+        if self._pool is None:
+            raise RuntimeError("the gateway has not started")
+        return self._pool
+
+    async def start(self) -> None:
+        """Open channels and start polling; runs in the serving event loop (grpc.aio binds to it)."""
+        self._pool = UpstreamPool(self.settings, self.metrics)
+        self._pool.start()
+        self.catalog.start(self._pool)
+
+    async def close(self) -> None:
+        await self.catalog.close()
+        for task in list(self._shadows):
+            task.cancel()
+        if self._pool is not None:
+            await self._pool.close()
+
+    def names(self) -> list[str]:
+        return [*self.catalog.upstream_of, *self.routes, *self.ensembles]
+
+    # Predict ------------------------------------------------------------------------------------
+
+    async def predict(self, request: Any, call: CallContext) -> Any:
+        """Answer a PredictRequest; ``call`` records the servable and version that answered."""
+        self._check_batch(request)
+        name = request.model_spec.name
+        ensemble = self.ensembles.get(name)
+        if ensemble is not None:
+            response, _ = await ensemble.predict(request, call, self._forward)
+            return response
+        route = self.routes.get(name)
+        if route is None:
+            return await self._forward(name, request, call)
+        servable = route.choose(call.request_key)
+        self.metrics.route_choices.labels(route.name, servable).inc()
+        request.model_spec.name = servable
+        response = await self._forward(servable, request, call)
+        if route.mirror():
+            self._mirror(route, request, response, call.request_id)
+        return response
+
+    async def predict_with_votes(
+        self, request: Any, call: CallContext
+    ) -> tuple[Any, list[MemberAnswer] | None]:
+        ensemble = self.ensembles.get(request.model_spec.name)
+        if ensemble is None:
+            return await self.predict(request, call), None
+        self._check_batch(request)
+        return await ensemble.predict(request, call, self._forward)
+
+    def _check_batch(self, request: Any) -> None:
+        for name, tensor in request.inputs.items():
+            dims = tensor.tensor_shape.dim
+            if dims and dims[0].size > self._max_batch:
+                raise InvalidInput(
+                    f"Input {name!r} has batch size {dims[0].size}, over the limit of {self._max_batch}"
+                )
+
+    async def _forward(self, servable: str, request: Any, call: CallContext) -> Any:
+        if servable in self.routes:  # an ensemble member may be a route
+            request.model_spec.name = servable = self.routes[servable].choose(call.request_key)
+        upstream = self.pool[self.catalog.upstream_for(servable)]
+        response = await upstream.call("Predict", request, call, servable)
+        call.answered_by(servable, str(response.model_spec.version.value))
+        return response
+
+    def _mirror(self, route: Route, request: Any, primary: Any, request_id: str) -> None:
+        candidate = route.shadow or ""
+        if len(self._shadows) >= _SHADOW_IN_FLIGHT:
+            self.metrics.shadow_failed.labels(route.name, candidate).inc()
+            return
+        task = asyncio.create_task(self._shadow(route.name, candidate, request, primary, request_id))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(self, route: str, candidate: str, request: Any, primary: Any, request_id: str) -> None:
+        request.model_spec.name = candidate
+        call = CallContext(
+            request_id=request_id, deadline=time.monotonic() + self.settings.timeouts.request_s
+        )
+        try:
+            response = await self._forward(candidate, request, call)
+            expected = top_classes(primary.outputs)
+            got = top_classes(response.outputs)
+        except ServingError as error:
+            log.info("shadow %s -> %s failed: %s (request %s)", route, candidate, error.message, request_id)
+            self.metrics.shadow_failed.labels(route, candidate).inc()
+            return
+        if expected is None or got is None or expected.shape != got.shape:
+            self.metrics.shadow_failed.labels(route, candidate).inc()
+            return
+        self.metrics.shadow_compared.labels(route, candidate).inc(expected.size)
+        self.metrics.shadow_agreed.labels(route, candidate).inc(int((expected == got).sum()))
+
+    # Metadata and status ---------------------------------------------------------------------------
+
+    def _stand_in(self, name: str) -> str:
+        """The servable that answers metadata and status for a route or an ensemble."""
+        if name in self.routes:
+            return self.routes[name].primary
+        if name in self.ensembles:
+            return self.ensembles[name].config.members[0]
+        return name
+
+    async def metadata(self, request: Any, call: CallContext) -> Any:
+        name = request.model_spec.name
+        servable = self._stand_in(name)
+        if servable != name:
+            request.model_spec.name = servable
+            request.model_spec.ClearField("version_choice")
+        upstream = self.pool[self.catalog.upstream_for(servable)]
+        response = await upstream.call("GetModelMetadata", request, call, servable, limit=False)
+        call.answered_by(servable, str(response.model_spec.version.value))
+        if servable != name:
+            response.model_spec.name = name
+        return response
+
+    async def status(self, request: Any, call: CallContext) -> Any:
+        name = request.model_spec.name
+        if name in self.ensembles:
+            return self._ensemble_status(name)
+        servable = self._stand_in(name)
+        request.model_spec.name = servable
+        upstream = self.pool[self.catalog.upstream_for(servable)]
+        response = await upstream.call("GetModelStatus", request, call, servable, limit=False)
+        call.answered_by(servable, "")
+        return response
+
+    def _ensemble_status(self, name: str) -> Any:
+        config = self.ensembles[name].config
+        ready = sum(
+            1 for m in config.members if self.catalog.states.get(m) and self.catalog.states[m].available
+        )
+        response = protos.GetModelStatusResponse()
+        status = response.model_version_status.add()
+        status.version = 1
+        status.state = AVAILABLE if ready >= config.needed else 0
+        if ready < config.needed:
+            status.status.error_code = 14  # UNAVAILABLE
+            status.status.error_message = (
+                f"{ready} of {len(config.members)} members available; quorum {config.needed}"
+            )
+        return response
+
+    async def input_dtypes(
+        self, name: str, version: int, label: str, signature: str, call: CallContext
+    ) -> dict[str, int]:
+        """Input name -> DataType of a signature, from GetModelMetadata (cached), for REST JSON decoding."""
+        key = (name, version, label, signature)
+        cached = self._metadata.get(key)
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            request = protos.GetModelMetadataRequest()
+            request.model_spec.name = name
+            if version:
+                request.model_spec.version.value = version
+            elif label:
+                request.model_spec.version_label = label
+            request.metadata_field.append("signature_def")
+            response = await self.metadata(request, call)
+            signatures = protos.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signatures)
+            cached = (now + self.settings.timeouts.metadata_ttl_s, signatures)
+            self._metadata[key] = cached
+        signatures = cached[1]
+        signature_key = signature or "serving_default"
+        if signature_key not in signatures.signature_def:
+            raise ServingError.from_code(
+                InvalidInput.grpc_code,
+                f'Serving signature name: "{signature_key}" not found in signature def',
+            )
+        return {k: v.dtype for k, v in signatures.signature_def[signature_key].inputs.items()}
