@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,8 @@ class Catalog:
         self.states: dict[str, ServableState] = {name: ServableState() for name in names}
         self._labels: dict[tuple[str, str], list[str] | None] = {}
         self._task: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[bool], Awaitable[None]]] = []  # told when readiness flips
+        self._was_ready: bool | None = None
         self._check_references()
 
     def _check_references(self) -> None:
@@ -145,6 +148,10 @@ class Catalog:
         while True:
             await asyncio.gather(*(self.poll(name) for name in self.states))
             ready, _ = self.readiness()
+            if ready != self._was_ready:
+                self._was_ready = ready
+                for listener in self.listeners:
+                    await listener(ready)
             await asyncio.sleep(period if ready else min(period, 0.2))
 
     async def poll(self, servable: str) -> None:

@@ -8,8 +8,6 @@ Every method goes through ``_guarded``, the front's one interceptor: API key, re
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -59,7 +57,6 @@ class GrpcFront:
         self.server = grpc.aio.server(options=channel_options(settings)[:2])
         self.health = health_aio.HealthServicer()
         self.port = 0
-        self._watch: asyncio.Task[None] | None = None
         self.server.add_generic_rpc_handlers(
             (
                 protos.PREDICTION_SERVICE.handler(
@@ -80,25 +77,20 @@ class GrpcFront:
         address = f"{self._settings.host}:{self._settings.grpc_port}"
         self.port = self.server.add_insecure_port(address)
         await self.server.start()
-        self._watch = asyncio.create_task(self._watch_readiness())
+        await self._set_health(self._gateway.catalog.readiness()[0])
+        self._gateway.catalog.listeners.append(self._set_health)
         log.info("gRPC front listening on %s", self.port)
 
     async def stop(self, grace: float) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 
-    async def _watch_readiness(self) -> None:
-        serving = health_pb2.HealthCheckResponse.SERVING
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        while True:
-            ready, _ = self._gateway.catalog.readiness()
-            for service in ("", *SERVICES):
-                await self.health.set(service, serving if ready else not_serving)
-            await asyncio.sleep(0.25 if not ready else 1.0)
+    async def _set_health(self, ready: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", *SERVICES):
+            await self.health.set(service, status)
 
     def _guarded(self, name: str, method: Method) -> Handler:
         keys, request_key_header, request_s = self._keys, self._request_key, self._request_s

@@ -63,7 +63,7 @@ class FakeUpstream:
         if delay:
             await asyncio.sleep(delay)
         if "image" not in request.inputs:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input tensor alias not found in signature: x")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input tensor alias not found: image")
         images = to_numpy(request.inputs["image"])
         if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
             await context.abort(
@@ -115,9 +115,8 @@ def _pairs(values: list[str], kind: type) -> dict[str, Any]:
 
 
 async def serve(arguments: argparse.Namespace) -> None:
-    fake = FakeUpstream(
-        arguments.models.split(","), _pairs(arguments.shift, int), _pairs(arguments.delay, float), arguments.log
-    )
+    shifts, delays = _pairs(arguments.shift, int), _pairs(arguments.delay, float)
+    fake = FakeUpstream(arguments.models.split(","), shifts, delays, arguments.log)
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         (

@@ -1,0 +1,292 @@
+"""TF Serving's REST API and the friendly API through a real gateway in front of a real gRPC upstream."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+
+from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+ROW_BODY = (
+    '{\n    "predictions": [\n        {\n            "class_id": 3,\n            "probabilities": '
+    "[0.02, 0.02, 0.02, 0.82, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02]\n        }\n    ]\n}"
+)
+
+
+def _repo(root: Path) -> Path:
+    """A repository the gateway reads names and labels from (the models themselves live upstream)."""
+    config = "model_config_list {\n"
+    for name in ("cnn", "lstm", "transformer", "cnn_int8"):
+        config += f'  config {{ name: "{name}" base_path: "/models/{name}" model_platform: "tensorflow" }}\n'
+    (root / "repo").mkdir()
+    (root / "repo" / "models.config").write_text(config + "}\n")
+    card = root / "repo" / "cnn" / "1" / "assets.extra"
+    card.mkdir(parents=True)
+    (card / "model_card.json").write_text(orjson.dumps({"labels": LABELS}).decode())
+    assets = root / "repo" / "lstm" / "1" / "assets"
+    assets.mkdir(parents=True)
+    (assets / "labels.txt").write_text("\n".join(label.upper() for label in LABELS) + "\n")
+    return root / "repo"
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_module: Path) -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(tmp_module, "cnn,lstm,transformer,cnn_int8", shift={"lstm": 1})
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_module: Path, upstream: FakeUpstream) -> Iterator[Gateway]:
+    config = {
+        "repo": str(_repo(tmp_module)),
+        "upstreams": {"default": {"targets": [upstream.target]}},
+        "routes": {"canary": {"split": {"cnn": 90, "cnn_int8": 10}}},
+        "ensembles": {"vote": {"members": ["cnn", "lstm", "transformer"], "voting": "soft", "quorum": 2}},
+    }
+    gw = Gateway(tmp_module, config)
+    gw.wait_ready()
+    yield gw
+    gw.stop()
+
+
+def _png(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+# TF Serving's REST API ---------------------------------------------------------------------------
+
+
+def test_predict_row_format_is_tf_servings_body(gateway: Gateway) -> None:
+    response = gateway.client.post("/v1/models/cnn:predict", json=image_instances(100.0))
+    assert response.status_code == 200
+    assert response.text == ROW_BODY
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-servable"] == "cnn"
+    assert response.headers["x-model-version"] == "1"
+
+
+def test_predict_columnar_versions_and_labels(gateway: Gateway) -> None:
+    body = {"inputs": {"image": image_instances(30.0, batch=2)["instances"]}}
+    response = gateway.client.post("/v1/models/cnn/versions/1:predict", json=body)
+    assert response.status_code == 200
+    outputs = response.json()["outputs"]
+    assert outputs["class_id"] == [1, 1]
+    assert len(outputs["probabilities"]) == 2
+    labelled = gateway.client.post("/v1/models/cnn/labels/stable:predict", json=image_instances(100.0))
+    assert labelled.status_code == 200
+    assert labelled.text == ROW_BODY
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "error"),
+    [
+        (
+            "POST",
+            "/v1/models/nope:predict",
+            b'{"instances": [1]}',
+            404,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            "POST",
+            "/v1/models/cnn/versions/2:predict",
+            orjson.dumps(image_instances(1.0)),
+            404,
+            "Servable not found for request: Specific(cnn, 2)",
+        ),
+        (
+            "POST",
+            "/v1/models/cnn:predict",
+            b'{"instances": [',
+            400,
+            "JSON Parse error: Invalid value. at offset: 15",
+        ),
+        (
+            "POST",
+            "/v1/models/cnn:predict",
+            b'{"signature_name": ""}',
+            400,
+            "Missing 'inputs' or 'instances' key",
+        ),
+        ("POST", "/v1/models/cnn:launch", b"{}", 400, "Malformed request: POST /v1/models/cnn:launch"),
+        ("GET", "/v1/models/cnn/versions/x", None, 400, "Malformed request: GET /v1/models/cnn/versions/x"),
+        ("POST", "/v1/models/cnn:classify", b"{}", 501, "The gateway answers :predict only, not :classify"),
+        ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+    ],
+)
+def test_errors_are_tf_servings(
+    gateway: Gateway, method: str, path: str, body: bytes | None, status: int, error: str
+) -> None:
+    response = gateway.client.request(method, path, content=body)
+    assert response.status_code == status
+    assert response.text == '{ "error": ' + orjson.dumps(error).decode() + " }"
+    assert response.headers["x-request-id"]
+
+
+def test_wrong_shape_comes_back_from_upstream_as_400(gateway: Gateway) -> None:
+    response = gateway.client.post("/v1/models/cnn:predict", json={"instances": [[1.0, 2.0]]})
+    assert response.status_code == 400
+    assert response.json() == {"error": "image must be [batch,28,28,1], got [1, 2]"}
+
+
+def test_status_and_metadata(gateway: Gateway) -> None:
+    status = gateway.client.get("/v1/models/cnn")
+    assert status.status_code == 200
+    assert status.json() == {"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}
+    metadata = gateway.client.get("/v1/models/cnn/versions/1/metadata")
+    assert metadata.status_code == 200
+    document = metadata.json()
+    assert document["model_spec"] == {"name": "cnn", "version": "1", "signature_name": ""}
+    signature = document["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["image"]["dtype"] == "DT_FLOAT"
+    assert sorted(signature["outputs"]) == ["class_id", "probabilities"]
+
+
+def test_request_id_goes_upstream_as_grpc_metadata(gateway: Gateway, upstream: FakeUpstream) -> None:
+    response = gateway.client.post(
+        "/v1/models/lstm:predict", json=image_instances(100.0), headers={"X-Request-ID": "req-rest-42"}
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "req-rest-42"
+    assert "Predict lstm req-rest-42" in upstream.call_lines()
+    assert '"request_id":"req-rest-42"' in gateway.log()
+
+
+# Operations ----------------------------------------------------------------------------------
+
+
+def test_health_ready_metrics_and_model_list(gateway: Gateway) -> None:
+    assert gateway.client.get("/healthz").json() == {"status": "alive"}
+    assert gateway.client.get("/readyz").json() == {"status": "ready"}
+    gateway.client.post("/v1/models/cnn:predict", json=image_instances(100.0))
+    assert (
+        gateway.metric("tensorgate_gateway_requests_total", method="predict", servable="cnn", status="200")
+        >= 1
+    )
+    models = {model["name"]: model for model in gateway.client.get("/v1/models").json()["models"]}
+    assert sorted(models) == ["canary", "cnn", "cnn_int8", "lstm", "transformer", "vote"]
+    assert models["cnn"]["versions"] == [{"version": "1", "state": "AVAILABLE"}]
+    assert models["cnn"]["labels"] == LABELS
+    assert models["lstm"]["labels"] == [label.upper() for label in LABELS]
+    assert models["transformer"]["labels"] is None
+    assert models["canary"]["split"] == {"cnn": 90, "cnn_int8": 10}
+    assert models["vote"]["quorum"] == 2
+    assert gateway.client.get("/docs").status_code == 200
+
+
+def test_gateway_process_never_imported_tensorflow(gateway: Gateway) -> None:
+    maps = Path(f"/proc/{gateway.pid}/maps").read_text()
+    assert "grpc" in maps  # the check sees the gateway's shared libraries ...
+    assert "tensorflow" not in maps  # ... and TF's (libtensorflow_framework, _pywrap_tensorflow) are absent
+
+
+# The friendly API ------------------------------------------------------------------------------
+
+
+def test_classify_png_upload_uses_the_repository_labels(gateway: Gateway) -> None:
+    png = _png(np.full((28, 28), 100, dtype=np.uint8))
+    response = gateway.client.post("/v1/classify/cnn", files={"file": ("shoe.png", png, "image/png")})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["servable"] == "cnn" and answer["version"] == "1" and answer["degraded"] is False
+    prediction = answer["predictions"][0]
+    assert prediction["label"] == "three" and prediction["class_id"] == 3
+    assert prediction["score"] == pytest.approx(0.82)
+    assert prediction["probabilities"]["three"] == pytest.approx(0.82)
+    assert answer["conversions"] == [
+        {"source": "png", "width": 28, "height": 28, "mode": "L", "converted": []}
+    ]
+
+
+def test_classify_converts_colour_and_size(gateway: Gateway) -> None:
+    colour = np.zeros((40, 56, 3), dtype=np.uint8)
+    colour[..., 1] = 200  # green: luma 0.587 * 200 = 117 -> class 4
+    jpeg = _png(np.full((60, 60), 100, dtype=np.uint8), "JPEG")
+    files = [("file", ("a.png", _png(colour), "image/png")), ("file", ("b.jpg", jpeg, "image/jpeg"))]
+    response = gateway.client.post("/v1/classify/cnn", files=files)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert [p["class_id"] for p in answer["predictions"]] == [4, 3]
+    assert answer["conversions"] == [
+        {
+            "source": "png",
+            "width": 56,
+            "height": 40,
+            "mode": "RGB",
+            "converted": ["grayscale from RGB", "resized 56x40 to 28x28"],
+        },
+        {"source": "jpeg", "width": 60, "height": 60, "mode": "L", "converted": ["resized 60x60 to 28x28"]},
+    ]
+
+
+def test_classify_base64_arrays_and_raw_body(gateway: Gateway) -> None:
+    encoded = base64.b64encode(_png(np.full((28, 28), 250, dtype=np.uint8))).decode()
+    images = [
+        encoded,
+        "data:image/png;base64," + encoded,
+        [30] * 784,
+        [[60] * 28] * 28,
+        [[[0, 0, 255]] * 10] * 10,
+    ]
+    response = gateway.client.post("/v1/classify/cnn", json={"images": images})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert [p["class_id"] for p in answer["predictions"]] == [9, 9, 1, 2, 1]
+    assert answer["conversions"][4]["converted"] == ["grayscale from RGB", "resized 10x10 to 28x28"]
+    raw = gateway.client.post(
+        "/v1/classify/cnn",
+        content=_png(np.full((28, 28), 100, np.uint8)),
+        headers={"content-type": "image/png"},
+    )
+    assert raw.status_code == 200
+    assert raw.json()["predictions"][0]["label"] == "three"
+
+
+def test_classify_ensemble_reports_member_votes(gateway: Gateway) -> None:
+    response = gateway.client.post("/v1/classify/vote", json={"image": [[100] * 28] * 28})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["servable"] == "vote" and answer["degraded"] is False
+    assert answer["predictions"][0]["label"] == "three"
+    assert [(m["servable"], m["labels"], m["error"]) for m in answer["members"]] == [
+        ("cnn", ["three"], None),
+        ("lstm", ["four"], None),
+        ("transformer", ["three"], None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"image": "not base64!"}, "Unable to base64 decode the image"),
+        (
+            {"image": base64.b64encode(b"hello").decode()},
+            "The image could not be decoded: send PNG or JPEG bytes",
+        ),
+        (
+            {"image": [1, 2, 3]},
+            "A pixel array must be 784 values or [height][width] (optionally x1, x3 or x4 "
+            "channels); got shape [3]",
+        ),
+        ({"image": [[300] * 28] * 28}, "Pixel values must be numbers from 0 to 255"),
+        ({"images": []}, "No images to classify"),
+        ({"pictures": []}, 'Send {"image": ...} or {"images": [...]} (base64 strings or pixel arrays)'),
+    ],
+)
+def test_classify_errors(gateway: Gateway, body: object, error: str) -> None:
+    response = gateway.client.post("/v1/classify/cnn", json=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": error}
