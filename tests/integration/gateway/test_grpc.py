@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
+from serving.restjson import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway
 
 pytestmark = pytest.mark.slow
@@ -142,7 +143,7 @@ def test_rest_needs_the_key_too_but_health_does_not(gateway: Gateway) -> None:
     body = {"instances": [[[[1.0]] * 28] * 28]}
     missing = gateway.client.post("/v1/models/cnn:predict", json=body)
     assert missing.status_code == 401
-    assert missing.text == '{ "error": "Missing or invalid API key" }'
+    assert missing.content == error_body("Missing or invalid API key")
     assert (
         gateway.client.post("/v1/models/cnn:predict", json=body, headers={"x-api-key": KEY}).status_code
         == 200

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from serving.restjson import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
 
 pytestmark = pytest.mark.slow
 
 BODY = image_instances(100.0)
 UNAVAILABLE_BODIES = {
-    '{ "error": "Upstream failed to serve \'cnn\' (UNAVAILABLE)" }',
-    '{ "error": "No upstream is available for \'cnn\'" }',
+    error_body("Upstream failed to serve 'cnn' (UNAVAILABLE)").decode(),
+    error_body("No upstream is available for 'cnn'").decode(),
 }
 
 

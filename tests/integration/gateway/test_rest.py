@@ -12,6 +12,7 @@ import orjson
 import pytest
 from PIL import Image
 
+from serving.restjson import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
 
 pytestmark = pytest.mark.slow
@@ -132,7 +133,7 @@ def test_errors_are_tf_servings(
 ) -> None:
     response = gateway.client.request(method, path, content=body)
     assert response.status_code == status
-    assert response.text == '{ "error": ' + orjson.dumps(error).decode() + " }"
+    assert response.content == error_body(error)
     assert response.headers["x-request-id"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.restjson import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
 
 pytestmark = pytest.mark.slow
@@ -131,6 +132,6 @@ def test_ensemble_quorum_degraded_and_lost(
 
         lost = gateway.client.post("/v1/models/pair:predict", json=BODY)
         assert lost.status_code == 503
-        assert lost.text == """{ "error": "Ensemble 'pair': 1 of 2 members answered; quorum is 2" }"""
+        assert lost.content == error_body("Ensemble 'pair': 1 of 2 members answered; quorum is 2")
     finally:
         lstm.restart()
