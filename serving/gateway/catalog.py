@@ -97,7 +97,7 @@ class Catalog:
             for servable in [*route.split, *([route.shadow] if route.shadow else [])]:
                 if servable not in known:
                     raise ConfigError(
-                        f"routes.{route_name}: unknown servable {servable!r}; known: {sorted(known)}"
+                        f"routes.{route_name}: unknown servable {servable!r} (known: {sorted(known)})"
                     )
         for ensemble_name, ensemble in self._settings.ensembles.items():
             for servable in ensemble.members:
