@@ -249,8 +249,8 @@ def encode_regression_results(values: Sequence[float]) -> bytes:
 
 
 def error_body(message: str) -> bytes:
-    """TF Serving's error body: ``{ "error": "<message>" }`` (JSON-escaped, so always valid JSON)."""
-    return ('{ "error": ' + json.dumps(message, ensure_ascii=False) + " }").encode("utf-8")
+    """TF Serving's error body (MakeJsonFromStatus): ``{"error": "<message>"}`` in rapidjson's layout."""
+    return ('{\n    "error": ' + json_string(message) + "\n}").encode("utf-8")
 
 
 def error_body_for(error: ServingError) -> bytes:

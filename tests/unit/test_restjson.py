@@ -109,3 +109,4 @@ def test_examples_become_tf_examples() -> None:
 
 def test_error_body_is_valid_json() -> None:
     assert orjson.loads(restjson.error_body("Missing 'inputs' \"x\"")) == {"error": "Missing 'inputs' \"x\""}
+    assert restjson.error_body("x") == b'{\n    "error": "x"\n}'

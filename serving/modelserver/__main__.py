@@ -1,0 +1,41 @@
+"""``python -m serving.modelserver --port=8500 --rest_api_port=8501 --model_config_file=...``"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from serving.modelserver import config, flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
+    log = logging.getLogger("serving.modelserver")
+    try:
+        parsed = flags.parse(sys.argv[1:] if argv is None else argv)
+    except flags.FlagError as error:
+        log.error("%s", error)
+        return 2
+    if parsed.version:
+        print("TensorFlow ModelServer: tensorgate-embedded\nTensorFlow Library: (loaded on demand)")
+        return 0
+    flags.report_ignored(parsed)
+    from serving.modelserver.app import serve
+
+    try:
+        asyncio.run(serve(parsed))
+    except config.ConfigError as error:
+        log.error("Failed to start server: %s", error)
+        return 1
+    except (OSError, ValueError) as error:
+        log.error("Failed to start server: %s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Assembles the model server from its flags and runs gRPC and REST in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from serving.modelserver import config as config_files
+from serving.modelserver.flags import Flags
+from serving.modelserver.grpc_server import build_server, parse_channel_arguments
+from serving.modelserver.manager import ManagerOptions, ServableManager
+from serving.modelserver.metrics import Metrics
+from serving.modelserver.rest import RestApp
+from serving.modelserver.runtimes import RuntimeOptions
+from serving.modelserver.service import ModelServer
+
+log = logging.getLogger("serving.modelserver")
+
+
+def worker_threads() -> int:
+    """Model calls and request decoding share one pool sized to the machine (2 x cores, at least 4)."""
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+def initial_config(flags: Flags) -> Any:
+    if flags.model_config_file:
+        return config_files.read_model_server_config(Path(flags.model_config_file))
+    return config_files.single_model_config(flags.model_name, flags.model_base_path)
+
+
+def runtime_options(flags: Flags) -> RuntimeOptions:
+    cores = os.cpu_count() or 1
+    return RuntimeOptions(
+        intra_op_threads=flags.tensorflow_intra_op_parallelism or cores,
+        inter_op_threads=flags.tensorflow_inter_op_parallelism or cores,
+        interpreters=max(flags.num_tflite_interpreters_per_pool * flags.num_tflite_pools, cores),
+    )
+
+
+async def serve(flags: Flags) -> None:
+    model_config = initial_config(flags)
+    batching = None
+    if flags.enable_batching:
+        path = Path(flags.batching_parameters_file) if flags.batching_parameters_file else None
+        batching = config_files.read_batching_parameters(path)
+    monitoring = config_files.read_monitoring_config(
+        Path(flags.monitoring_config_file) if flags.monitoring_config_file else None
+    )
+    channel_arguments = parse_channel_arguments(flags.grpc_channel_arguments)
+
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=worker_threads(), thread_name_prefix="model")
+    manager_options = ManagerOptions(
+        runtime=runtime_options(flags),
+        prefer_tflite=flags.prefer_tflite_model,
+        enable_warmup=flags.enable_model_warmup,
+        warmup_iterations=flags.num_request_iterations_for_warmup,
+    )
+    holder: dict[str, ModelServer] = {}
+    manager = ServableManager(manager_options, metrics, warmup=lambda entry: holder["server"].warmup(entry))
+    model_server = ModelServer(manager, executor, metrics, batching, flags.num_request_iterations_for_warmup)
+    holder["server"] = model_server
+
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, manager.set_config, model_config)
+    manager.start_polling(flags.file_system_poll_wait_seconds)
+    stop_config_poll = threading.Event()
+    if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0:
+        _poll_config_file(
+            manager,
+            Path(flags.model_config_file),
+            flags.model_config_file_poll_wait_seconds,
+            stop_config_poll,
+        )
+
+    grpc_server, health = build_server(model_server, channel_arguments)
+    grpc_server.add_insecure_port(f"0.0.0.0:{flags.port}")
+    if flags.grpc_socket_path:
+        grpc_server.add_insecure_port(f"unix:{flags.grpc_socket_path}")
+    await grpc_server.start()
+    await health.set("", _serving_status())
+    for name in (*manager.model_names(), "tensorflow.serving.PredictionService"):
+        await health.set(name, _serving_status())
+    log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", flags.port)
+    if flags.grpc_socket_path:
+        log.info("Running gRPC ModelServer at UNIX socket %s ...", flags.grpc_socket_path)
+
+    stopped = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    rest_server = None
+    if flags.rest_api_port:
+        metrics_path = monitoring.prometheus_path if monitoring.prometheus_enabled else None
+        app = RestApp(model_server, flags.rest_api_timeout_in_ms, flags.rest_api_max_body_bytes, metrics_path)
+        rest_config = uvicorn.Config(
+            app,
+            host="0.0.0.0",
+            port=flags.rest_api_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        rest_server = uvicorn.Server(rest_config)
+        rest_server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]
+        rest_task = asyncio.create_task(rest_server.serve())
+        while not rest_server.started and not rest_task.done():
+            await asyncio.sleep(0.01)
+        if rest_task.done():
+            raise SystemExit(f"REST API could not listen on port {flags.rest_api_port}")
+        log.info("Exporting HTTP/REST API at:localhost:%d ...", flags.rest_api_port)
+    await stopped.wait()
+    log.info("Shutting down")
+    stop_config_poll.set()
+    if rest_server is not None:
+        rest_server.should_exit = True
+    await grpc_server.stop(grace=2)
+    manager.stop()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _serving_status() -> Any:
+    from grpc_health.v1 import health_pb2
+
+    return health_pb2.HealthCheckResponse.SERVING
+
+
+def _poll_config_file(manager: ServableManager, path: Path, seconds: int, stop: threading.Event) -> None:
+    def loop() -> None:
+        last = path.read_bytes()
+        while not stop.wait(seconds):
+            try:
+                current = path.read_bytes()
+                if current != last:
+                    manager.set_config(config_files.read_model_server_config(path))
+                    last = current
+                    log.info("Reloaded model config from %s", path)
+            except Exception as error:  # a bad edit keeps the current config
+                log.error("Not reloading %s: %s", path, error)
+
+    threading.Thread(target=loop, name="config-poller", daemon=True).start()

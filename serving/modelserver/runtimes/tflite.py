@@ -1,0 +1,130 @@
+"""TFLite runtime: LiteRT's Interpreter (XNNPACK is its default CPU delegate for float models).
+
+An Interpreter is not thread-safe, so each model keeps a small pool of them; a call borrows one,
+resizes its inputs to the batch at hand when they differ, and gives it back. Signatures come from the
+model's SignatureDefs when it has them; a model without any gets ``serving_default`` keyed by its
+tensor names, as TF Serving's TFLite session builds it.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidInput
+from serving.modelserver.runtimes.base import (
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    LoadError,
+    Model,
+    RuntimeOptions,
+    Signature,
+    TensorSpec,
+    check_dtype,
+    version_file,
+)
+from serving.tensors import DT_STRING, tf_dtype
+
+
+def _spec(alias: str, detail: Mapping[str, Any]) -> TensorSpec:
+    dtype = DT_STRING if np.dtype(detail["dtype"]).kind in "SUO" else tf_dtype(np.dtype(detail["dtype"]))
+    shape = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
+    return TensorSpec(alias, dtype, shape, detail["name"])
+
+
+class _Slot:
+    """One interpreter and, per signature, where its tensors are."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+
+
+class TFLiteModel(Model):
+    platform = "tflite"
+
+    def __init__(self, path: Path, options: RuntimeOptions) -> None:
+        model_file = version_file(path, "model.tflite")
+        size = max(1, options.interpreters)
+        try:
+            slots = [_Slot(model_file, options.intra_op_threads) for _ in range(size)]
+        except (ValueError, RuntimeError) as error:
+            raise LoadError(f"Failed to load TFLite model {model_file}: {error}") from error
+        self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        for slot in slots:
+            self._pool.put(slot)
+        interpreter = slots[0].interpreter
+        self._signature_keys = dict.fromkeys(interpreter.get_signature_list())
+        self.signatures = {}
+        if self._signature_keys:
+            for key in self._signature_keys:
+                runner = interpreter.get_signature_runner(key)
+                inputs = {a: _spec(a, d) for a, d in runner.get_input_details().items()}
+                outputs = {a: _spec(a, d) for a, d in runner.get_output_details().items()}
+                self.signatures[key] = Signature(key, PREDICT_METHOD, inputs, outputs)
+        else:
+            inputs = {d["name"]: _spec(d["name"], d) for d in interpreter.get_input_details()}
+            outputs = {d["name"]: _spec(d["name"], d) for d in interpreter.get_output_details()}
+            self.signatures[DEFAULT_SIGNATURE] = Signature(DEFAULT_SIGNATURE, PREDICT_METHOD, inputs, outputs)
+        self._indices = {
+            "inputs": {d["name"]: d["index"] for d in interpreter.get_input_details()},
+            "outputs": {d["name"]: d["index"] for d in interpreter.get_output_details()},
+        }
+
+    def predict(
+        self, signature: Signature, inputs: Mapping[str, np.ndarray], output_aliases: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        arrays = {}
+        for position, (alias, spec) in enumerate(signature.inputs.items()):
+            array = inputs[alias]
+            if spec.dtype == DT_STRING and array.dtype.kind == "O":
+                array = array.astype(np.bytes_)
+            else:
+                check_dtype(spec, array, position)
+            arrays[alias] = array
+        slot = self._pool.get()
+        try:
+            if signature.name in self._signature_keys:
+                runner = slot.interpreter.get_signature_runner(signature.name)
+                try:
+                    results = runner(**arrays)
+                except ValueError as error:
+                    raise InvalidInput(str(error)) from None
+                return {alias: np.array(results[alias]) for alias in output_aliases}
+            return self._run_plain(slot.interpreter, signature, arrays, output_aliases)
+        finally:
+            self._pool.put(slot)
+
+    def _run_plain(
+        self, interpreter: Any, signature: Signature, arrays: Mapping[str, np.ndarray], aliases: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        resized = False
+        for alias, array in arrays.items():
+            index = self._indices["inputs"][signature.inputs[alias].tensor_name]
+            if tuple(interpreter.get_tensor(index).shape) != array.shape:
+                interpreter.resize_tensor_input(index, list(array.shape), strict=False)
+                resized = True
+        try:
+            if resized:
+                interpreter.allocate_tensors()
+            for alias, array in arrays.items():
+                interpreter.set_tensor(self._indices["inputs"][signature.inputs[alias].tensor_name], array)
+            interpreter.invoke()
+        except (ValueError, RuntimeError) as error:
+            raise InvalidInput(str(error)) from None
+        return {
+            alias: np.array(
+                interpreter.get_tensor(self._indices["outputs"][signature.outputs[alias].tensor_name])
+            )
+            for alias in aliases
+        }
+
+
+def load(path: Path, options: RuntimeOptions) -> Model:
+    return TFLiteModel(path, options)

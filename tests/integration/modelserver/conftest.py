@@ -1,0 +1,102 @@
+"""Start ``python -m serving.modelserver`` as a real process on loopback and wait until it serves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    grpc_port: int
+    rest_port: int
+    log_path: Path
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(args: list[str], log_dir: Path, timeout: float = 120.0) -> RunningServer:
+    grpc_port, rest_port = free_port(), free_port()
+    log_path = log_dir / f"modelserver-{rest_port}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "serving.modelserver",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        *args,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    server = RunningServer(process, grpc_port, rest_port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"model server exited with {process.returncode}:\n{server.log()}")
+        if "Exporting HTTP/REST API" in server.log():
+            try:
+                httpx.get(f"{server.rest}/v1/models/_readiness_probe", timeout=2)
+                return server
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"model server did not become ready in {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture(scope="module")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("modelserver-logs")
+
+
+@pytest.fixture(scope="module")
+def launch(server_logs: Path) -> Iterator[object]:
+    """A function starting servers for one test module; all are stopped when the module ends."""
+    started: list[RunningServer] = []
+
+    def _launch(args: list[str]) -> RunningServer:
+        server = start_server(args, server_logs)
+        started.append(server)
+        return server
+
+    yield _launch
+    for server in started:
+        server.stop()
