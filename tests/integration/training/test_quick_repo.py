@@ -1,0 +1,132 @@
+"""The SavedModel contract on quick-trained models (the shared `quick_repo` fixture)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from training.data import CLASS_NAMES, load_dataset, subset
+
+MEMBERS = ("cnn", "lstm", "transformer")
+
+
+@pytest.fixture(scope="module")
+def test_images() -> tuple[np.ndarray, np.ndarray]:
+    data = load_dataset()
+    return subset(data.x_test, data.y_test, 1000, seed=7)
+
+
+@pytest.fixture(scope="module")
+def loaded(quick_repo_cached: Path) -> dict[str, object]:
+    return {name: tf.saved_model.load(str(quick_repo_cached / name / "1")) for name in (*MEMBERS, "ensemble")}
+
+
+@pytest.mark.parametrize("name", MEMBERS)
+def test_quick_member_beats_chance_by_a_wide_margin(loaded, test_images, name):
+    images, labels = test_images
+    outputs = loaded[name].signatures["serving_default"](image=tf.constant(images[..., None], tf.float32))
+    accuracy = float((outputs["class_id"].numpy() == labels).mean())
+    assert accuracy > 0.45, f"{name}: {accuracy:.3f} on 1,000 held-out test images (chance is 0.10)"
+
+
+@pytest.mark.parametrize("name", (*MEMBERS, "ensemble"))
+def test_signatures_follow_the_contract(loaded, name):
+    signatures = loaded[name].signatures
+    assert set(signatures) == {"serving_default", "serving_bytes"}
+    default = signatures["serving_default"]
+    (spec,) = default.structured_input_signature[1].values()
+    assert list(default.structured_input_signature[1]) == ["image"]
+    assert spec.dtype == tf.float32 and spec.shape.as_list() == [None, 28, 28, 1]
+    outputs = default.structured_outputs
+    assert outputs["probabilities"].dtype == tf.float32 and outputs["probabilities"].shape.as_list() == [
+        None,
+        10,
+    ]
+    assert outputs["class_id"].dtype == tf.int64 and outputs["class_id"].shape.as_list() == [None]
+    expected = {"probabilities", "class_id"}
+    if name == "ensemble":
+        expected |= {"hard_vote_class_id", "member_probabilities"}
+        assert outputs["member_probabilities"].shape.as_list() == [None, 3, 10]
+        assert outputs["hard_vote_class_id"].dtype == tf.int64
+    assert set(outputs) == expected
+    encoded = signatures["serving_bytes"]
+    assert list(encoded.structured_input_signature[1]) == ["image_bytes"]
+    (bytes_spec,) = encoded.structured_input_signature[1].values()
+    assert bytes_spec.dtype == tf.string and bytes_spec.shape.as_list() == [None]
+    assert set(encoded.structured_outputs) == expected
+
+
+def test_probabilities_are_distributions(loaded, test_images):
+    images, _ = test_images
+    for name, module in loaded.items():
+        probabilities = module.signatures["serving_default"](
+            image=tf.constant(images[:64, ..., None], tf.float32)
+        )["probabilities"].numpy()
+        assert probabilities.shape == (64, 10)
+        assert np.isfinite(probabilities).all(), name
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4, err_msg=name)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_bytes_signature_matches_pixels_and_converts_odd_images(loaded, test_images):
+    images, _ = test_images
+    cnn = loaded["cnn"].signatures
+    pixels = cnn["serving_default"](image=tf.constant(images[:8, ..., None], tf.float32))
+    encoded = cnn["serving_bytes"](image_bytes=tf.constant([_png(image) for image in images[:8]]))
+    np.testing.assert_allclose(encoded["probabilities"].numpy(), pixels["probabilities"].numpy(), atol=1e-5)
+    # colour and another size: converted to grayscale 28x28 in the graph
+    colour = np.stack([np.kron(images[0], np.ones((2, 2), np.uint8))] * 3, axis=-1)
+    answer = cnn["serving_bytes"](image_bytes=tf.constant([_png(colour)]))
+    assert answer["probabilities"].shape == (1, 10)
+
+
+def test_ensemble_votes_follow_the_rules(loaded, test_images):
+    images, _ = test_images
+    out = loaded["ensemble"].signatures["serving_default"](
+        image=tf.constant(images[:200, ..., None], tf.float32)
+    )
+    members = np.stack(
+        [
+            loaded[name]
+            .signatures["serving_default"](image=tf.constant(images[:200, ..., None], tf.float32))[
+                "probabilities"
+            ]
+            .numpy()
+            for name in MEMBERS
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(out["member_probabilities"].numpy(), members, atol=1e-5)
+    soft = members.mean(axis=1)
+    np.testing.assert_allclose(out["probabilities"].numpy(), soft, atol=1e-5)
+    np.testing.assert_array_equal(out["class_id"].numpy(), soft.argmax(axis=1))
+    member_classes = members.argmax(axis=2)
+    for row, hard in enumerate(out["hard_vote_class_id"].numpy()):
+        counts = np.bincount(member_classes[row], minlength=10)
+        tied = np.flatnonzero(counts == counts.max())
+        expected = tied[np.argmax(soft[row, tied])]
+        assert hard == expected, (row, member_classes[row], soft[row])
+
+
+def test_model_card_and_labels_asset(quick_repo_cached: Path):
+    for name in (*MEMBERS, "ensemble"):
+        version_dir = quick_repo_cached / name / "1"
+        card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
+        assert card["labels"] == list(CLASS_NAMES["fashion_mnist"])
+        assert card["dataset"]["name"] == "fashion_mnist"
+        assert 0.0 <= card["metrics"]["test_accuracy"] <= 1.0
+        for key in ("versions", "git_commit", "created", "input_contract", "training"):
+            assert key in card, (name, key)
+        labels = (version_dir / "assets" / "labels.txt").read_text().splitlines()
+        assert labels == list(CLASS_NAMES["fashion_mnist"])

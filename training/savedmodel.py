@@ -1,0 +1,90 @@
+"""SavedModel export with the project's serving contract (see DESIGN.md, "One model contract").
+
+Signatures:
+- ``serving_default``: ``image`` float32 [batch, 28, 28, 1], raw 0..255 ->
+  ``probabilities`` float32 [batch, 10], ``class_id`` int64 [batch] (+ the ensemble's outputs);
+- ``serving_bytes``: ``image_bytes`` string [batch] of PNG/JPEG, decoded in the graph (grayscale,
+  resized to 28x28 when needed) -> the same outputs. TF Serving REST clients send ``{"b64": ...}``.
+
+The label names are an asset (``assets/labels.txt``) and, with the rest of the model card, in
+``assets.extra/model_card.json`` (TF Serving ignores assets.extra).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+BYTES_SIGNATURE = "serving_bytes"
+LABELS_ASSET = "labels.txt"
+MODEL_CARD = "assets.extra/model_card.json"
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+    """PNG/JPEG/BMP/GIF bytes -> float32 [28, 28, 1] of 0..255 (grayscale, resized if needed)."""
+    image = tf.io.decode_image(encoded, channels=1, expand_animations=False, dtype=tf.uint8)
+    image = tf.ensure_shape(image, [None, None, 1])
+    height_width = tf.shape(image)[:2]
+    image = tf.cast(image, tf.float32)
+    resized = tf.cond(
+        tf.reduce_all(tf.equal(height_width, [28, 28])),
+        lambda: image,
+        lambda: tf.image.resize(image, [28, 28], method="area"),
+    )
+    return tf.reshape(resized, [28, 28, 1])
+
+
+class ServingModule(tf.Module):
+    """Wraps a Keras model (softmax probabilities, or a dict of outputs) in the serving contract."""
+
+    def __init__(self, model: keras.Model, labels: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self._labels_file = Path(tempfile.mkdtemp()) / LABELS_ASSET
+        self._labels_file.write_text("\n".join(labels) + "\n", encoding="utf-8")
+        self.labels = tf.saved_model.Asset(str(self._labels_file))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="image")])
+    def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = self.model(image, training=False)
+        if not isinstance(outputs, dict):
+            outputs = {"probabilities": outputs}
+        result = {key: tf.identity(value, name=key) for key, value in outputs.items()}
+        result["probabilities"] = tf.cast(result["probabilities"], tf.float32)
+        if "class_id" not in result:
+            result["class_id"] = tf.argmax(result["probabilities"], axis=-1, output_type=tf.int64)
+        return result
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        images = tf.map_fn(
+            decode_image, image_bytes, fn_output_signature=tf.TensorSpec([28, 28, 1], tf.float32)
+        )
+        return self.serve(images)
+
+
+def write_savedmodel(model: keras.Model, directory: Path, labels: list[str], card: dict[str, Any]) -> None:
+    """Write the SavedModel, its labels asset and model card into ``directory`` (a staging dir)."""
+    module = ServingModule(model, labels)
+    tf.saved_model.save(
+        module,
+        str(directory),
+        signatures={"serving_default": module.serve, BYTES_SIGNATURE: module.serve_bytes},
+    )
+    card_path = directory / MODEL_CARD
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_model_card(version_dir: Path) -> dict[str, Any]:
+    path = version_dir / MODEL_CARD
+    try:
+        card: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the model card ({error})") from error
+    return card
