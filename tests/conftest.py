@@ -46,15 +46,14 @@ def _build_quick_repo(destination: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def quick_repo_cached(request: pytest.FixtureRequest) -> Path:
+def quick_repo_cached() -> Path:
     """Quick-trained cnn/lstm/transformer/ensemble (version 1), built once per training-code version.
 
     Cached under .pytest_cache keyed by a hash of training/ so repeated local runs skip training;
     a fresh clone (CI) trains once per session. Tests must not modify it: use `quick_repo`.
     """
-    cache = request.config.cache
-    assert cache is not None
-    base = Path(cache.mkdir("tensorgate-quick-repo"))
+    base = Path(os.environ.get("TENSORGATE_TEST_CACHE", ROOT / ".pytest_cache" / "tensorgate-quick-repo"))
+    base.mkdir(parents=True, exist_ok=True)
     destination = base / _training_fingerprint()
     if not all((destination / name / "1" / "saved_model.pb").is_file() for name in QUICK_MODELS):
         shutil.rmtree(destination, ignore_errors=True)

@@ -108,12 +108,15 @@ class ModelServer:
     ) -> dict[str, np.ndarray]:
         """Checked inputs -> outputs on one held version, batched when batching is on."""
         inference.check_predict_inputs(signature, inputs)
-        if entry.platform != "tensorflow":
+        batched = self.batching is not None and signature.batchable and batch_key(inputs) is not None
+        if entry.platform != "tensorflow" or batched:
+            # TensorFlow reports a bad shape itself, but inside a padded batch its message would name
+            # the batch's shape rather than the request's.
             inference.check_shapes(signature, inputs)
         model = entry.runtime
         started = time.perf_counter()
         try:
-            if self.batching is not None and signature.batchable and batch_key(inputs) is not None:
+            if batched:
                 batcher = self._batcher(entry, signature)
                 outputs = await batcher.submit(dict(inputs))
                 return {alias: outputs[alias] for alias in aliases}

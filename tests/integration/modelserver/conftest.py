@@ -100,3 +100,17 @@ def launch(server_logs: Path) -> Iterator[object]:
     yield _launch
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def contract_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cnn (SavedModel), cnn_dynamic (TFLite) and cnn_onnx (ONNX), versions 1 and 2, built once."""
+    out = tmp_path_factory.mktemp("contract-models")
+    subprocess.run(
+        [sys.executable, "-m", "tests.integration.modelserver.contract_models", str(out), "--versions", "1,2"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out
