@@ -156,9 +156,7 @@ class Batcher:
                 for alias in batch[0].inputs
             }
             if target > rows:
-                merged = {
-                    a: np.concatenate([v, np.repeat(v[:1], target - rows, axis=0)]) for a, v in merged.items()
-                }
+                merged = {a: np.concatenate([v, np.repeat(v[:1], target - rows, axis=0)]) for a, v in merged.items()}
                 self._metrics.padding_size.observe(target - rows, self._model_name, str(target))
             self._metrics.processed_batch_size.observe(target, self._model_name, "Predict")
             loop = asyncio.get_running_loop()

@@ -45,9 +45,7 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
         ("max_execution_batch_size", 9, ".google.protobuf.Int64Value"),
         ("batch_padding_policy", 10, ".google.protobuf.StringValue"),
     ):
-        batching.field.add(
-            name=name, number=number, type=F.TYPE_MESSAGE, type_name=type_name, label=F.LABEL_OPTIONAL
-        )
+        batching.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=type_name, label=F.LABEL_OPTIONAL)
     batching.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
     batching.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
     prometheus = file.message_type.add(name="PrometheusConfig")
@@ -112,8 +110,7 @@ def validate_model_server_config(config: Any, where: str) -> None:
 
         if platform not in PLATFORMS:
             raise ConfigError(
-                f"{where}: model {model.name!r} has model_platform {platform!r}; "
-                f"supported: {', '.join(PLATFORMS)}"
+                f"{where}: model {model.name!r} has model_platform {platform!r}; supported: {', '.join(PLATFORMS)}"
             )
         policy = model.model_version_policy
         if policy.WhichOneof("policy_choice") == "specific" and not policy.specific.versions:
@@ -165,11 +162,7 @@ def read_batching_parameters(path: Path | None) -> BatchingOptions:
     where = f"--batching_parameters_file {path}"
     if options.max_batch_size <= 0:
         raise ConfigError(f"{where}: max_batch_size must be positive")
-    if (
-        options.num_batch_threads <= 0
-        or options.max_enqueued_batches <= 0
-        or options.batch_timeout_micros < 0
-    ):
+    if options.num_batch_threads <= 0 or options.max_enqueued_batches <= 0 or options.batch_timeout_micros < 0:
         raise ConfigError(f"{where}: num_batch_threads and max_enqueued_batches must be positive")
     sizes = options.allowed_batch_sizes
     if sizes:

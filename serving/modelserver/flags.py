@@ -130,8 +130,6 @@ def parse(argv: Sequence[str]) -> Flags:
 
 def report_ignored(flags: Flags) -> None:
     for name in flags.ignored:
-        log.warning(
-            "Flag --%s is accepted for compatibility with tensorflow_model_server but not honoured", name
-        )
+        log.warning("Flag --%s is accepted for compatibility with tensorflow_model_server but not honoured", name)
     if flags.tensorflow_session_parallelism:
         log.warning("Flag --tensorflow_session_parallelism is not honoured; use the intra/inter-op flags")

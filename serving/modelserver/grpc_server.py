@@ -73,9 +73,7 @@ class _Handlers:
                 await context.abort(grpc.StatusCode.INTERNAL, f"{api} failed; see the server log")
             finally:
                 metrics.request_count.inc(model_name, status)
-                metrics.request_latency.observe(
-                    (time.perf_counter() - started) * 1e6, model_name, api, "GRPC"
-                )
+                metrics.request_latency.observe((time.perf_counter() - started) * 1e6, model_name, api, "GRPC")
 
         return handler
 

@@ -70,9 +70,7 @@ def check_shapes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
         spec = signature.inputs[alias]
         if spec.shape is None or -1 not in spec.shape:
             continue
-        fits = array.ndim == len(spec.shape) and all(
-            e in (-1, a) for e, a in zip(spec.shape, array.shape, strict=True)
-        )
+        fits = array.ndim == len(spec.shape) and all(e in (-1, a) for e, a in zip(spec.shape, array.shape, strict=True))
         if not fits:
             raise InvalidInput(
                 f"Input {alias} has shape [{','.join(map(str, array.shape))}] but the signature expects "
@@ -118,9 +116,7 @@ def serialized_examples(request_input: Any) -> np.ndarray:
 
 def _check_method(signature: Signature, method: str, kind: str) -> None:
     if signature.method_name != method:
-        raise InvalidInput(
-            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
-        )
+        raise InvalidInput(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
 
 
 def _single_string_input(signature: Signature) -> str:
@@ -146,8 +142,7 @@ def classification_result(outputs: Mapping[str, np.ndarray], batch: int, result:
     for name, tensor in (("classes", classes), ("scores", scores)):
         if tensor is not None and (tensor.ndim != 2 or tensor.shape[0] != batch):
             raise InvalidInput(
-                "Expected Tensor shape: [batch_size num_classes] but got "
-                f"[{','.join(map(str, tensor.shape))}]"
+                f"Expected Tensor shape: [batch_size num_classes] but got [{','.join(map(str, tensor.shape))}]"
                 if name == "scores" or tensor.ndim != 2
                 else f"Tensor {name} has batch size {tensor.shape[0]} but expected {batch}"
             )

@@ -173,9 +173,7 @@ class ServableManager:
                 log.warning("No versions of servable %s found under base path %s", name, base)
             for version in sorted(aspired, reverse=True):
                 existing = served.versions.get(version)
-                if existing is not None and (
-                    existing.state in (LOADING, AVAILABLE) or existing.error is not None
-                ):
+                if existing is not None and (existing.state in (LOADING, AVAILABLE) or existing.error is not None):
                     continue
                 self._load(served, name, version, on_disk[version])
             self._retire_unaspired(served, aspired)
@@ -205,9 +203,7 @@ class ServableManager:
             entry.state = AVAILABLE
             self._lock.notify_all()
         self._metrics.load_attempt_count.inc(str(path), "OK")
-        log.info(
-            "Successfully loaded servable version {name: %s version: %d} (%s)", name, version, entry.platform
-        )
+        log.info("Successfully loaded servable version {name: %s version: %d} (%s)", name, version, entry.platform)
 
     def _retire_unaspired(self, served: _Served, aspired: set[int]) -> None:
         with self._lock:
@@ -253,9 +249,7 @@ class ServableManager:
     # ---- requests ------------------------------------------------------------------------------
 
     @contextmanager
-    def handle(
-        self, name: str, version: int | None = None, label: str | None = None
-    ) -> Iterator[ServableVersion]:
+    def handle(self, name: str, version: int | None = None, label: str | None = None) -> Iterator[ServableVersion]:
         """The version a request names (latest AVAILABLE by default), held until the request is done."""
         entry = self._acquire(name, version, label)
         try:
@@ -315,7 +309,5 @@ def _load_status(error: Exception, path: Path) -> ServingError:
         failure.grpc_code = grpc.StatusCode.NOT_FOUND
         return failure
     failure = ServingError(message or f"Failed to load {path}")
-    failure.grpc_code = (
-        grpc.StatusCode.UNKNOWN if isinstance(error, runtimes.LoadError) else grpc.StatusCode.INTERNAL
-    )
+    failure.grpc_code = grpc.StatusCode.UNKNOWN if isinstance(error, runtimes.LoadError) else grpc.StatusCode.INTERNAL
     return failure

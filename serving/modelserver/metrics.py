@@ -53,9 +53,7 @@ class Counter:
 
 
 class Histogram:
-    def __init__(
-        self, name: str, help_text: str, label_names: Sequence[str], buckets: Sequence[float]
-    ) -> None:
+    def __init__(self, name: str, help_text: str, label_names: Sequence[str], buckets: Sequence[float]) -> None:
         self.name, self.help, self.label_names = name, help_text, tuple(label_names)
         self.buckets = tuple(buckets)
         self._series: dict[tuple[str, ...], list[float]] = {}  # bucket counts..., sum, count
@@ -90,9 +88,7 @@ class Histogram:
                 for index, bound in enumerate(self.buckets):
                     cumulative += series[index]
                     extra = f'le="{_number(bound)}"'
-                    lines.append(
-                        f"{self.name}_bucket{_labels(self.label_names, labels, extra)} {_number(cumulative)}"
-                    )
+                    lines.append(f"{self.name}_bucket{_labels(self.label_names, labels, extra)} {_number(cumulative)}")
                 cumulative += series[len(self.buckets)]
                 inf = _labels(self.label_names, labels, 'le="+Inf"')
                 lines.append(f"{self.name}_bucket{inf} {_number(cumulative)}")

@@ -80,9 +80,7 @@ class RestApp:
         if model_name:
             code = "OK" if status == 200 else str(status)
             self.server.metrics.request_count.inc(model_name, code)
-            self.server.metrics.request_latency.observe(
-                (time.perf_counter() - started) * 1e6, model_name, api, "REST"
-            )
+            self.server.metrics.request_latency.observe((time.perf_counter() - started) * 1e6, model_name, api, "REST")
         await _respond(send, status, payload, JSON_HEADERS)
 
     def _route(self, method: str, path: str, body: bytes) -> tuple[str, str, Awaitable[bytes]]:
@@ -93,9 +91,7 @@ class RestApp:
             if match:
                 name, version, label = _model_target(match)
                 verb = match.group(4).lower()
-                handler = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[
-                    verb
-                ]
+                handler = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[verb]
                 return name, verb, handler(name, version, label, body)
         elif method == "GET":
             match = STATUS_PATH.fullmatch(path)
@@ -124,9 +120,7 @@ class RestApp:
             aliases = sorted(signature.outputs)
             outputs = await self.server.run_predict(entry, signature, request.inputs, aliases)
         size = sum(array.size for array in outputs.values()) * 8
-        encoded: bytes = await self._offload(
-            restjson.encode_predict_response, size, outputs, request.request_format
-        )
+        encoded: bytes = await self._offload(restjson.encode_predict_response, size, outputs, request.request_format)
         return encoded
 
     async def _classify(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
@@ -134,8 +128,7 @@ class RestApp:
         self._fill_examples(request, name, version, label, body)
         response = await self.server.classify(request)
         results = [
-            [(c.label, c.score) for c in classifications.classes]
-            for classifications in response.result.classifications
+            [(c.label, c.score) for c in classifications.classes] for classifications in response.result.classifications
         ]
         return restjson.encode_classification_results(results)
 

@@ -144,9 +144,7 @@ class ModelServer:
     async def predict(self, request: Any) -> Any:
         version, label = version_and_label(request.model_spec)
         with self.manager.handle(request.model_spec.name, version, label) as entry:
-            signature_name, signature = inference.signature_for(
-                entry.runtime, request.model_spec.signature_name
-            )
+            signature_name, signature = inference.signature_for(entry.runtime, request.model_spec.signature_name)
             inputs = {alias: to_numpy(tensor) for alias, tensor in request.inputs.items()}
             aliases = inference.output_aliases(signature, list(request.output_filter))
             outputs = await self.run_predict(entry, signature, inputs, aliases)
@@ -168,9 +166,7 @@ class ModelServer:
         return await self._in_thread(self._multi_inference_sync, request)
 
     async def _in_thread(self, function: Any, request: Any) -> Any:
-        spec = (
-            request.tasks[0].model_spec if hasattr(request, "tasks") and request.tasks else request.model_spec
-        )
+        spec = request.tasks[0].model_spec if hasattr(request, "tasks") and request.tasks else request.model_spec
         version, label = version_and_label(spec)
         with self.manager.handle(spec.name, version, label) as entry:
             loop = asyncio.get_running_loop()
@@ -183,9 +179,7 @@ class ModelServer:
         inference.fill_model_spec(response.model_spec, entry.model_name, entry.version, signature_name)
         return response
 
-    def _classify_into(
-        self, entry: ServableVersion, signature: Signature, request_input: Any, result: Any
-    ) -> None:
+    def _classify_into(self, entry: ServableVersion, signature: Signature, request_input: Any, result: Any) -> None:
         input_alias, output_names = inference.classification_plan(signature)
         examples = inference.serialized_examples(request_input)
         outputs = entry.runtime.predict(signature, {input_alias: examples}, output_names)
@@ -198,9 +192,7 @@ class ModelServer:
         inference.fill_model_spec(response.model_spec, entry.model_name, entry.version, signature_name)
         return response
 
-    def _regress_into(
-        self, entry: ServableVersion, signature: Signature, request_input: Any, result: Any
-    ) -> None:
+    def _regress_into(self, entry: ServableVersion, signature: Signature, request_input: Any, result: Any) -> None:
         input_alias, output_name = inference.regression_plan(signature)
         examples = inference.serialized_examples(request_input)
         outputs = entry.runtime.predict(signature, {input_alias: examples}, [output_name])
@@ -213,9 +205,7 @@ class ModelServer:
         plans = []
         for task in request.tasks:
             if task.model_spec.name != entry.model_name:
-                raise InvalidInput(
-                    "All ModelSpecs in a MultiInferenceRequest must access the same model name."
-                )
+                raise InvalidInput("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
             signature_name, signature = inference.signature_for(entry.runtime, task.model_spec.signature_name)
             if signature_name in seen:
                 raise InvalidInput(f"Duplicate evaluation of signature: {signature_name}")
@@ -224,8 +214,7 @@ class ModelServer:
                 raise InvalidInput(f"Unsupported signature method_name: {task.method_name}")
             if signature.method_name != task.method_name:
                 raise InvalidInput(
-                    f"Signature method_name {signature.method_name} does not match task method_name "
-                    f"{task.method_name}"
+                    f"Signature method_name {signature.method_name} does not match task method_name {task.method_name}"
                 )
             plans.append((signature_name, signature))
         response = protos.MultiInferenceResponse()
@@ -305,15 +294,11 @@ class ModelServer:
         for record in read_tfrecords(path):
             count += 1
             if count > MAX_WARMUP_RECORDS:
-                raise InvalidInput(
-                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
-                )
+                raise InvalidInput(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
             log_entry = protos.PredictionLog.FromString(record)
             for _ in range(self.warmup_iterations):
                 self._warm_one(entry, log_entry)
-        log.info(
-            "Finished reading warmup data for model at %s. Number of warmup records read: %d.", path, count
-        )
+        log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.", path, count)
 
     def _warm_one(self, entry: ServableVersion, log_entry: Any) -> None:
         kind = log_entry.WhichOneof("log_type")

@@ -19,17 +19,21 @@ _FILES = {
 
 def runtime_for(platform: str, version_dir: Path, prefer_tflite: bool = False) -> str:
     """The runtime module for a version directory. ``tensorflow`` loads a SavedModel, or model.tflite
-    when --prefer_tflite_model is set (as TF Serving does) or when it is the only model file there."""
+    when --prefer_tflite_model is set (as TF Serving does); where a version holds no SavedModel, the
+    one model file it has decides (model.tflite, model.onnx or model.plan), which lets
+    --model_base_path serve any variant."""
     if platform not in PLATFORMS:
         raise LoadError(f"Unsupported model_platform: {platform!r} (one of {', '.join(PLATFORMS)})")
     module = PLATFORMS[platform]
-    if module == "savedmodel":
-        has_tflite = (version_dir / "model.tflite").is_file()
-        has_saved_model = (version_dir / "saved_model.pb").is_file() or (
-            version_dir / "saved_model.pbtxt"
-        ).is_file()
-        if has_tflite and (prefer_tflite or not has_saved_model):
-            return "tflite"
+    if module != "savedmodel":
+        return module
+    has_saved_model = any((version_dir / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt"))
+    if prefer_tflite and (version_dir / "model.tflite").is_file():
+        return "tflite"
+    if not has_saved_model:
+        for candidate in ("tflite", "onnx", "tensorrt"):
+            if (version_dir / _FILES[candidate]).is_file():
+                return candidate
     return module
 
 

@@ -99,9 +99,7 @@ def check_dtype(spec: TensorSpec, array: np.ndarray, position: int) -> None:
     expected = spec.dtype
     actual = _tf_dtype_of(array)
     if actual != expected:
-        raise InvalidInput(
-            f"Expects arg[{position}] to be {_short(expected)} but {_short(actual)} is provided"
-        )
+        raise InvalidInput(f"Expects arg[{position}] to be {_short(expected)} but {_short(actual)} is provided")
 
 
 def _short(number: int) -> str:

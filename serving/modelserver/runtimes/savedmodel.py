@@ -49,9 +49,7 @@ class SavedModel(Model):
 
     def __init__(self, path: Path, options: RuntimeOptions) -> None:
         if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
-            raise LoadError(
-                f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
-            )
+            raise LoadError(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
         tf = _tensorflow()
         self._tf = tf
         self._graph = tf.Graph()

@@ -119,9 +119,7 @@ class TFLiteModel(Model):
         except (ValueError, RuntimeError) as error:
             raise InvalidInput(str(error)) from None
         return {
-            alias: np.array(
-                interpreter.get_tensor(self._indices["outputs"][signature.outputs[alias].tensor_name])
-            )
+            alias: np.array(interpreter.get_tensor(self._indices["outputs"][signature.outputs[alias].tensor_name]))
             for alias in aliases
         }
 

@@ -141,10 +141,7 @@ def test_rest_status_as_tf_serving(http) -> None:
     }
     both = http.get("/v1/models/two_versions").json()["model_version_status"]
     assert [(s["version"], s["state"]) for s in both] == [("124", "AVAILABLE"), ("123", "AVAILABLE")]
-    assert (
-        http.get("/v1/models/two_versions/labels/stable").json()["model_version_status"][0]["version"]
-        == "123"
-    )
+    assert http.get("/v1/models/two_versions/labels/stable").json()["model_version_status"][0]["version"] == "123"
 
 
 def test_rest_metadata_matches_fixture(http, tfs_testdata: Path) -> None:
@@ -272,9 +269,9 @@ def test_rest_garbage_is_400_and_server_keeps_serving(http, body: bytes) -> None
     answer = http.post("/v1/models/half_plus_two:predict", content=body)
     assert answer.status_code == 400
     assert set(answer.json()) == {"error"}
-    assert http.post(
-        "/v1/models/half_plus_two:predict", content=b'{"instances": [1.0, 2.0, 5.0]}'
-    ).content == (HALF_PLUS_TWO_ROW)
+    assert http.post("/v1/models/half_plus_two:predict", content=b'{"instances": [1.0, 2.0, 5.0]}').content == (
+        HALF_PLUS_TWO_ROW
+    )
 
 
 def test_rest_nan_passes_through_as_tf_serving_does(http) -> None:
@@ -352,9 +349,9 @@ def test_grpc_metadata_and_status(prediction, model_service, tfs_testdata: Path)
     assert response.metadata["signature_def"].Unpack(signature_defs)
     assert signature_defs.signature_def["serving_default"].inputs["x"].name == "x:0"
     assert sorted(signature_defs.signature_def) == sorted(
-        json.loads((tfs_testdata / "half_plus_two_model_metadata.json").read_text())["metadata"][
+        json.loads((tfs_testdata / "half_plus_two_model_metadata.json").read_text())["metadata"]["signature_def"][
             "signature_def"
-        ]["signature_def"]
+        ]
     )
     status_request = protos.GetModelStatusRequest()
     status_request.model_spec.name = "bad"
@@ -414,10 +411,7 @@ def test_grpc_status_of_unknown_model(model_service) -> None:
 
 def test_health_and_reflection(channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    assert (
-        health.Check(health_pb2.HealthCheckRequest(), timeout=10).status
-        == health_pb2.HealthCheckResponse.SERVING
-    )
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
