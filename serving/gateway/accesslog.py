@@ -28,9 +28,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode("utf-8")
 
 
-def record(
-    metrics: Metrics, protocol: str, verb: str, route: str, status: int | str, call: CallContext
-) -> None:
+def record(metrics: Metrics, protocol: str, verb: str, route: str, status: int | str, call: CallContext) -> None:
     latency = time.perf_counter() - call.started
     metrics.requests.labels(protocol, call.method, call.servable, str(status)).inc()
     metrics.latency.labels(protocol, call.method).observe(latency)

@@ -96,15 +96,12 @@ class Catalog:
         for route_name, route in self._settings.routes.items():
             for servable in [*route.split, *([route.shadow] if route.shadow else [])]:
                 if servable not in known:
-                    raise ConfigError(
-                        f"routes.{route_name}: unknown servable {servable!r} (known: {sorted(known)})"
-                    )
+                    raise ConfigError(f"routes.{route_name}: unknown servable {servable!r} (known: {sorted(known)})")
         for ensemble_name, ensemble in self._settings.ensembles.items():
             for servable in ensemble.members:
                 if servable not in known and servable not in self._settings.routes:
                     raise ConfigError(
-                        f"ensembles.{ensemble_name}.members: unknown servable {servable!r} "
-                        f"(known: {sorted(known)})"
+                        f"ensembles.{ensemble_name}.members: unknown servable {servable!r} (known: {sorted(known)})"
                     )
 
     def upstream_for(self, servable: str) -> str:
@@ -113,9 +110,7 @@ class Catalog:
     def labels(self, servable: str, version: str, width: int) -> list[str]:
         labels = self._labels.get((servable, version))
         if labels is None and (servable, version) not in self._labels and self.repo is not None:
-            labels = read_labels(
-                self.repo, servable, version
-            )  # first sight only; polled versions are preloaded
+            labels = read_labels(self.repo, servable, version)  # first sight only; polled versions are preloaded
             self._labels[(servable, version)] = labels
         if labels is None or len(labels) != width:
             return [str(index) for index in range(width)]
@@ -182,6 +177,4 @@ class Catalog:
             return
         for version in versions:
             if (servable, version) not in self._labels:
-                self._labels[(servable, version)] = await asyncio.to_thread(
-                    read_labels, self.repo, servable, version
-                )
+                self._labels[(servable, version)] = await asyncio.to_thread(read_labels, self.repo, servable, version)

@@ -123,9 +123,7 @@ class EnsembleConfig(_Section):
 class Settings(BaseSettings):
     """Everything the gateway reads at start. See docs/gateway.md for each key."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TENSORGATE_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="TENSORGATE_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     host: str = "0.0.0.0"
     http_port: int = Field(8000, ge=0, le=65535)

@@ -35,9 +35,7 @@ class Ensemble:
         self.config = config
         self._metrics = metrics
 
-    async def predict(
-        self, request: Any, call: CallContext, forward: Forward
-    ) -> tuple[Any, list[MemberAnswer]]:
+    async def predict(self, request: Any, call: CallContext, forward: Forward) -> tuple[Any, list[MemberAnswer]]:
         members = self.config.members
         results = await asyncio.gather(
             *(self._member(servable, request, call, forward) for servable in members), return_exceptions=True
@@ -73,9 +71,7 @@ class Ensemble:
         call.degraded = degraded
         return self._response(probabilities, class_id, answers), answers
 
-    async def _member(
-        self, servable: str, request: Any, call: CallContext, forward: Forward
-    ) -> tuple[str, np.ndarray]:
+    async def _member(self, servable: str, request: Any, call: CallContext, forward: Forward) -> tuple[str, np.ndarray]:
         member_request = protos.PredictRequest()
         member_request.CopyFrom(request)
         member_request.model_spec.Clear()
@@ -88,9 +84,7 @@ class Ensemble:
             raise InvalidInput(f"Ensemble member {servable!r} did not return 'probabilities'")
         probabilities = to_numpy(response.outputs["probabilities"])
         if probabilities.ndim != 2:
-            raise InvalidInput(
-                f"Ensemble member {servable!r} returned probabilities of rank {probabilities.ndim}"
-            )
+            raise InvalidInput(f"Ensemble member {servable!r} returned probabilities of rank {probabilities.ndim}")
         return str(response.model_spec.version.value), probabilities
 
     def _response(self, probabilities: np.ndarray, class_id: np.ndarray, answers: list[MemberAnswer]) -> Any:

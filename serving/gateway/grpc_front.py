@@ -86,9 +86,7 @@ class GrpcFront:
         await self.server.stop(grace)
 
     async def _set_health(self, ready: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", *SERVICES):
             await self.health.set(service, status)
 

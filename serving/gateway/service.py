@@ -33,9 +33,7 @@ class Gateway:
         self.catalog = Catalog(settings, self.metrics)  # validates the config's references
         self._pool: UpstreamPool | None = None
         self.routes = {name: Route(name, config) for name, config in settings.routes.items()}
-        self.ensembles = {
-            name: Ensemble(name, config, self.metrics) for name, config in settings.ensembles.items()
-        }
+        self.ensembles = {name: Ensemble(name, config, self.metrics) for name, config in settings.ensembles.items()}
         self._max_batch = settings.limits.max_batch_size
         self._metadata: dict[tuple[str, int, str, str], tuple[float, Any]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
@@ -83,9 +81,7 @@ class Gateway:
             self._mirror(route, request, response, call.request_id)
         return response
 
-    async def predict_with_votes(
-        self, request: Any, call: CallContext
-    ) -> tuple[Any, list[MemberAnswer] | None]:
+    async def predict_with_votes(self, request: Any, call: CallContext) -> tuple[Any, list[MemberAnswer] | None]:
         ensemble = self.ensembles.get(request.model_spec.name)
         if ensemble is None:
             return await self.predict(request, call), None
@@ -96,9 +92,7 @@ class Gateway:
         for name, tensor in request.inputs.items():
             dims = tensor.tensor_shape.dim
             if dims and dims[0].size > self._max_batch:
-                raise InvalidInput(
-                    f"Input {name!r} has batch size {dims[0].size}, over the limit of {self._max_batch}"
-                )
+                raise InvalidInput(f"Input {name!r} has batch size {dims[0].size}, over the limit of {self._max_batch}")
 
     async def _forward(self, servable: str, request: Any, call: CallContext) -> Any:
         if servable in self.routes:  # an ensemble member may be a route
@@ -119,9 +113,7 @@ class Gateway:
 
     async def _shadow(self, route: str, candidate: str, request: Any, primary: Any, request_id: str) -> None:
         request.model_spec.name = candidate
-        call = CallContext(
-            request_id=request_id, deadline=time.monotonic() + self.settings.timeouts.request_s
-        )
+        call = CallContext(request_id=request_id, deadline=time.monotonic() + self.settings.timeouts.request_s)
         try:
             response = await self._forward(candidate, request, call)
             expected = top_classes(primary.outputs)
@@ -172,18 +164,14 @@ class Gateway:
 
     def _ensemble_status(self, name: str) -> Any:
         config = self.ensembles[name].config
-        ready = sum(
-            1 for m in config.members if self.catalog.states.get(m) and self.catalog.states[m].available
-        )
+        ready = sum(1 for m in config.members if self.catalog.states.get(m) and self.catalog.states[m].available)
         response = protos.GetModelStatusResponse()
         status = response.model_version_status.add()
         status.version = 1
         status.state = AVAILABLE if ready >= config.needed else 0
         if ready < config.needed:
             status.status.error_code = 14  # UNAVAILABLE
-            status.status.error_message = (
-                f"{ready} of {len(config.members)} members available; quorum {config.needed}"
-            )
+            status.status.error_message = f"{ready} of {len(config.members)} members available; quorum {config.needed}"
         return response
 
     async def input_dtypes(

@@ -106,9 +106,7 @@ class Upstream:
                 return target
         return None
 
-    async def call(
-        self, method: str, request: Any, call: CallContext, servable: str, *, limit: bool = True
-    ) -> Any:
+    async def call(self, method: str, request: Any, call: CallContext, servable: str, *, limit: bool = True) -> Any:
         """One RPC within ``call``'s deadline. ``limit=False`` skips the concurrency bound (control calls)."""
         if not limit:
             return await self._call_with_retry(method, request, call, servable)

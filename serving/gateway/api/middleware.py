@@ -18,9 +18,7 @@ from serving.restjson import error_body
 
 
 class GatewayMiddleware:
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, request_s: float, max_body: int, request_key: str
-    ) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, request_s: float, max_body: int, request_key: str) -> None:
         self.app = app
         self._metrics = metrics
         self._request_s = request_s

@@ -113,9 +113,7 @@ def test_metadata_and_status_with_tf_serving_stubs(channel: grpc.Channel) -> Non
     assert list(signatures.signature_def["serving_default"].inputs) == ["image"]
     status_request = get_model_status_pb2.GetModelStatusRequest()
     status_request.model_spec.name = "cnn"
-    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-        status_request, metadata=AUTH, timeout=10
-    )
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request, metadata=AUTH, timeout=10)
     assert [(s.version, s.state) for s in status.model_version_status] == [(1, 30)]
 
 
@@ -144,13 +142,8 @@ def test_rest_needs_the_key_too_but_health_does_not(gateway: Gateway) -> None:
     missing = gateway.client.post("/v1/models/cnn:predict", json=body)
     assert missing.status_code == 401
     assert missing.content == error_body("Missing or invalid API key")
-    assert (
-        gateway.client.post("/v1/models/cnn:predict", json=body, headers={"x-api-key": KEY}).status_code
-        == 200
-    )
-    bearer = gateway.client.post(
-        "/v1/models/cnn:predict", json=body, headers={"Authorization": f"Bearer {KEY}"}
-    )
+    assert gateway.client.post("/v1/models/cnn:predict", json=body, headers={"x-api-key": KEY}).status_code == 200
+    bearer = gateway.client.post("/v1/models/cnn:predict", json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert bearer.status_code == 200
     assert gateway.client.get("/v1/models", headers={"x-api-key": "nope"}).status_code == 401
     assert gateway.client.get("/healthz").status_code == 200

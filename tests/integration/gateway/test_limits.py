@@ -75,9 +75,7 @@ def test_batch_and_image_limits(gateway: Gateway) -> None:
         assert error.value.details() == "Input 'image' has batch size 5, over the limit of 4"
     buffer = io.BytesIO()
     Image.new("L", (200, 100)).save(buffer, format="PNG")
-    image = gateway.client.post(
-        "/v1/classify/cnn", files={"file": ("big.png", buffer.getvalue(), "image/png")}
-    )
+    image = gateway.client.post("/v1/classify/cnn", files={"file": ("big.png", buffer.getvalue(), "image/png")})
     assert image.status_code == 413
     assert image.text == _error("Image of 200x100 pixels is over the limit of 10000 pixels")
 

@@ -90,9 +90,7 @@ def test_two_targets_share_load_and_survive_one_dying(tmp_module: Path) -> None:
         assert after - predicts[1] == 40
 
         first.restart()
-        _wait_for(
-            lambda: gateway.metric("tensorgate_gateway_upstream_target_healthy", target=first.target) == 1
-        )
+        _wait_for(lambda: gateway.metric("tensorgate_gateway_upstream_target_healthy", target=first.target) == 1)
         before = sum(line.startswith("Predict") for line in first.call_lines())
         for _ in range(10):
             assert gateway.client.post("/v1/models/cnn:predict", json=BODY).status_code == 200

@@ -173,10 +173,7 @@ def test_health_ready_metrics_and_model_list(gateway: Gateway) -> None:
     assert gateway.client.get("/healthz").json() == {"status": "alive"}
     assert gateway.client.get("/readyz").json() == {"status": "ready"}
     gateway.client.post("/v1/models/cnn:predict", json=image_instances(100.0))
-    assert (
-        gateway.metric("tensorgate_gateway_requests_total", method="predict", servable="cnn", status="200")
-        >= 1
-    )
+    assert gateway.metric("tensorgate_gateway_requests_total", method="predict", servable="cnn", status="200") >= 1
     models = {model["name"]: model for model in gateway.client.get("/v1/models").json()["models"]}
     assert sorted(models) == ["canary", "cnn", "cnn_int8", "lstm", "transformer", "vote"]
     assert models["cnn"]["versions"] == [{"version": "1", "state": "AVAILABLE"}]
@@ -207,9 +204,7 @@ def test_classify_png_upload_uses_the_repository_labels(gateway: Gateway) -> Non
     assert prediction["label"] == "three" and prediction["class_id"] == 3
     assert prediction["score"] == pytest.approx(0.82)
     assert prediction["probabilities"]["three"] == pytest.approx(0.82)
-    assert answer["conversions"] == [
-        {"source": "png", "width": 28, "height": 28, "mode": "L", "converted": []}
-    ]
+    assert answer["conversions"] == [{"source": "png", "width": 28, "height": 28, "mode": "L", "converted": []}]
 
 
 def test_classify_converts_colour_and_size(gateway: Gateway) -> None:
@@ -279,8 +274,7 @@ def test_classify_ensemble_reports_member_votes(gateway: Gateway) -> None:
         ),
         (
             {"image": [1, 2, 3]},
-            "A pixel array must be 784 values or [height][width] (optionally x1, x3 or x4 "
-            "channels); got shape [3]",
+            "A pixel array must be 784 values or [height][width] (optionally x1, x3 or x4 channels); got shape [3]",
         ),
         ({"image": [[300] * 28] * 28}, "Pixel values must be numbers from 0 to 255"),
         ({"images": []}, "No images to classify"),

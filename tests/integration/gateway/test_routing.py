@@ -71,15 +71,11 @@ def test_sticky_keys_stay_put(gateway: Gateway) -> None:
     first = {}
     for key in range(200):
         headers = {"x-request-key": f"user-{key}"}
-        first[key] = gateway.client.post("/v1/models/split:predict", json=BODY, headers=headers).headers[
-            "x-servable"
-        ]
+        first[key] = gateway.client.post("/v1/models/split:predict", json=BODY, headers=headers).headers["x-servable"]
     assert 5 <= sum(servable == "cnn_int8" for servable in first.values()) <= 40
     for key in range(200):
         headers = {"x-request-key": f"user-{key}"}
-        again = gateway.client.post("/v1/models/split:predict", json=BODY, headers=headers).headers[
-            "x-servable"
-        ]
+        again = gateway.client.post("/v1/models/split:predict", json=BODY, headers=headers).headers["x-servable"]
         assert again == first[key]
 
 
@@ -106,9 +102,7 @@ def test_shadow_keeps_the_answer_and_measures_agreement(gateway: Gateway) -> Non
     assert gateway.metric(agreements, route="disagreeing", candidate="cnn_bad") == 0
 
 
-def test_ensemble_quorum_degraded_and_lost(
-    gateway: Gateway, upstreams: tuple[FakeUpstream, FakeUpstream]
-) -> None:
+def test_ensemble_quorum_degraded_and_lost(gateway: Gateway, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
     _, lstm = upstreams
     whole = gateway.client.post("/v1/models/trio:predict", json=BODY)
     assert whole.status_code == 200
@@ -126,9 +120,7 @@ def test_ensemble_quorum_degraded_and_lost(
         friendly = gateway.client.post("/v1/classify/trio", json={"image": [[100] * 28] * 28}).json()
         assert friendly["degraded"] is True
         assert [m["error"] is None for m in friendly["members"]] == [True, False, True]
-        assert (
-            gateway.metric("tensorgate_gateway_ensemble_answers_total", ensemble="trio", degraded="true") == 2
-        )
+        assert gateway.metric("tensorgate_gateway_ensemble_answers_total", ensemble="trio", degraded="true") == 2
 
         lost = gateway.client.post("/v1/models/pair:predict", json=BODY)
         assert lost.status_code == 503

@@ -65,9 +65,7 @@ def test_a_bad_key_is_named_in_one_line(tmp_path: Path, text: str, line: str) ->
 
 
 def test_references_are_checked_against_the_repository(tmp_path: Path) -> None:
-    (tmp_path / "models.config").write_text(
-        'model_config_list { config { name: "cnn" base_path: "/m/cnn" } }\n'
-    )
+    (tmp_path / "models.config").write_text('model_config_list { config { name: "cnn" base_path: "/m/cnn" } }\n')
     settings = load_settings(
         None, repo=tmp_path, routes={"canary": {"split": {"cnn": 9, "cnn_int9": 1}}}, grpc_port=None
     )

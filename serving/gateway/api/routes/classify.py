@@ -114,15 +114,11 @@ def _answer(
 ) -> dict[str, Any]:
     outputs = response.outputs
     if "probabilities" not in outputs:
-        raise InvalidInput(
-            f"{name!r} did not return 'probabilities'; the classify API needs the model contract"
-        )
+        raise InvalidInput(f"{name!r} did not return 'probabilities'; the classify API needs the model contract")
     probabilities = to_numpy(outputs["probabilities"])
     class_ids = to_numpy(outputs["class_id"]) if "class_id" in outputs else probabilities.argmax(axis=-1)
     label_source = next((m for m in members or () if m.error is None), None)
-    servable, version = (
-        (label_source.servable, label_source.version) if label_source else (call.servable, call.version)
-    )
+    servable, version = (label_source.servable, label_source.version) if label_source else (call.servable, call.version)
     labels = gateway.catalog.labels(servable, version, probabilities.shape[-1])
     predictions = []
     for row, class_id in zip(probabilities, class_ids.tolist(), strict=True):

@@ -27,9 +27,7 @@ router = APIRouter(dependencies=[API_KEY], tags=["TF Serving REST API"])
 _PREDICT = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I
 )
-_STATUS = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I
-)
+_STATUS = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
 JSON = "application/json"
 
 
@@ -94,9 +92,7 @@ async def _predict(
     return Response(restjson.encode_predict_response(outputs, parsed.request_format), media_type=JSON)
 
 
-async def _status(
-    gateway: Gateway, call: CallContext, name: str, version: int, label: str | None
-) -> Response:
+async def _status(gateway: Gateway, call: CallContext, name: str, version: int, label: str | None) -> Response:
     call.method = "status"
     request = protos.GetModelStatusRequest()
     _spec(request.model_spec, name, version, label)
@@ -105,9 +101,7 @@ async def _status(
     return Response(text, media_type=JSON)
 
 
-async def _metadata(
-    gateway: Gateway, call: CallContext, name: str, version: int, label: str | None
-) -> Response:
+async def _metadata(gateway: Gateway, call: CallContext, name: str, version: int, label: str | None) -> Response:
     call.method = "metadata"
     request = protos.GetModelMetadataRequest()
     _spec(request.model_spec, name, version, label)
