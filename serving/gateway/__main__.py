@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
 
 from serving.gateway.config import ConfigError, load_settings
 
@@ -36,8 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         overrides["upstreams"] = {"default": {"targets": arguments.upstream.split(",")}}
     try:
         settings = load_settings(arguments.config, **overrides)
-        import uvicorn
-
         from serving.gateway.accesslog import configure_logging
         from serving.gateway.main import create_app
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid gateway config: {error}", file=sys.stderr)
         return 2
     log.info("gateway starting: http %s:%s, grpc %s", settings.host, settings.http_port, settings.grpc_port)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.http_port,
@@ -57,7 +60,22 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         timeout_graceful_shutdown=int(settings.timeouts.shutdown_grace_s) or None,
     )
+    _Server(config, app, settings.timeouts.shutdown_grace_s).run()
     return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with the gRPC front draining at the same time as HTTP (not after it)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._grace = grace
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        front = self._app.state.grpc_front
+        stopping = [front.stop(self._grace)] if front is not None else []
+        await asyncio.gather(super().shutdown(sockets), *stopping)
 
 
 if __name__ == "__main__":

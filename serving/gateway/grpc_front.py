@@ -8,6 +8,7 @@ Every method goes through ``_guarded``, the front's one interceptor: API key, re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ class GrpcFront:
         self.server = grpc.aio.server(options=channel_options(settings)[:2])
         self.health = health_aio.HealthServicer()
         self.port = 0
+        self._stopping: asyncio.Future[None] | None = None
         self.server.add_generic_rpc_handlers(
             (
                 protos.PREDICTION_SERVICE.handler(
@@ -82,6 +84,12 @@ class GrpcFront:
         log.info("gRPC front listening on %s", self.port)
 
     async def stop(self, grace: float) -> None:
+        """Stop accepting calls, give in-flight ones ``grace`` seconds; safe to call twice."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 

@@ -26,7 +26,7 @@ def create_app(settings: Settings) -> FastAPI:
         front = GrpcFront(gateway, settings) if settings.grpc_port is not None else None
         if front is not None:
             await front.start()
-        app.state.grpc_port = front.port if front is not None else None
+        app.state.grpc_front = front
         try:
             yield
         finally:
@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="tensorgate gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.grpc_front = None
     app.state.api_keys = ApiKeys(settings.api_keys, settings.api_key_header)
     install_error_handlers(app)
     app.include_router(ops.router)

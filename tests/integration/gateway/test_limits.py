@@ -113,19 +113,30 @@ def test_caller_deadline_is_kept(gateway: Gateway) -> None:
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(gateway: Gateway) -> None:
-    results: list[int] = []
+    results: dict[str, object] = {}
 
-    def call() -> None:
+    def rest_call() -> None:
         with httpx.Client(base_url=gateway.url, timeout=30) as client:
-            results.append(client.post("/v1/classify/slow", json={"image": [0] * 784}).status_code)
+            results["rest"] = client.post("/v1/classify/slow", json={"image": [0] * 784}).status_code
 
-    thread = threading.Thread(target=call)
-    thread.start()
+    def grpc_call() -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel:
+            request = protos.PredictRequest()
+            request.model_spec.name = "slow"  # queued behind the REST call, so in flight for about 2 s
+            from_numpy(np.zeros((1, 28, 28, 1), np.float32), out=request.inputs["image"])
+            time.sleep(0.1)
+            response = protos.PREDICTION_SERVICE.stub(channel).Predict(request, timeout=30)
+            results["grpc"] = response.model_spec.name
+
+    threads = [threading.Thread(target=rest_call), threading.Thread(target=grpc_call)]
+    for thread in threads:
+        thread.start()
     time.sleep(0.3)
-    # SIGTERM while the request is in flight; uvicorn re-raises the signal once it has drained.
+    # SIGTERM with both in flight; uvicorn re-raises the signal once everything has drained.
     assert gateway.stop() in (0, -signal.SIGTERM)
-    thread.join()
-    assert results == [200]
+    for thread in threads:
+        thread.join()
+    assert results == {"rest": 200, "grpc": "slow"}
     assert "Application shutdown complete." in gateway.log()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{gateway.url}/healthz", timeout=2)
