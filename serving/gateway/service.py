@@ -35,7 +35,7 @@ class Gateway:
         self.routes = {name: Route(name, config) for name, config in settings.routes.items()}
         self.ensembles = {name: Ensemble(name, config, self.metrics) for name, config in settings.ensembles.items()}
         self._max_batch = settings.limits.max_batch_size
-        self._metadata: dict[tuple[str, int, str, str], tuple[float, Any]] = {}
+        self._metadata: dict[tuple[str, int, str], tuple[float, dict[str, dict[str, int]]]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
 
     @property
@@ -178,7 +178,7 @@ class Gateway:
         self, name: str, version: int, label: str, signature: str, call: CallContext
     ) -> dict[str, int]:
         """Input name -> DataType of a signature, from GetModelMetadata (cached), for REST JSON decoding."""
-        key = (name, version, label, signature)
+        key = (name, version, label)
         cached = self._metadata.get(key)
         now = time.monotonic()
         if cached is None or cached[0] < now:
@@ -192,13 +192,14 @@ class Gateway:
             response = await self.metadata(request, call)
             signatures = protos.SignatureDefMap()
             response.metadata["signature_def"].Unpack(signatures)
-            cached = (now + self.settings.timeouts.metadata_ttl_s, signatures)
+            inputs = {
+                signature_name: {input_name: info.dtype for input_name, info in definition.inputs.items()}
+                for signature_name, definition in signatures.signature_def.items()
+            }
+            cached = (now + self.settings.timeouts.metadata_ttl_s, inputs)
             self._metadata[key] = cached
-        signatures = cached[1]
         signature_key = signature or "serving_default"
-        if signature_key not in signatures.signature_def:
-            raise ServingError.from_code(
-                InvalidInput.grpc_code,
-                f'Serving signature name: "{signature_key}" not found in signature def',
-            )
-        return {k: v.dtype for k, v in signatures.signature_def[signature_key].inputs.items()}
+        dtypes = cached[1].get(signature_key)
+        if dtypes is None:
+            raise InvalidInput(f'Serving signature name: "{signature_key}" not found in signature def')
+        return dtypes
