@@ -59,15 +59,20 @@ class GrpcFront:
         self.health = health_aio.HealthServicer()
         self.port = 0
         self._stopping: asyncio.Future[None] | None = None
+        prediction, model = SERVICES
         self.server.add_generic_rpc_handlers(
             (
                 protos.PREDICTION_SERVICE.handler(
                     {
-                        "Predict": self._guarded("predict", gateway.predict),
-                        "GetModelMetadata": self._guarded("metadata", gateway.metadata),
+                        "Predict": self._guarded("predict", f"/{prediction}/Predict", gateway.predict),
+                        "GetModelMetadata": self._guarded(
+                            "metadata", f"/{prediction}/GetModelMetadata", gateway.metadata
+                        ),
                     }
                 ),
-                protos.MODEL_SERVICE.handler({"GetModelStatus": self._guarded("status", gateway.status)}),
+                protos.MODEL_SERVICE.handler(
+                    {"GetModelStatus": self._guarded("status", f"/{model}/GetModelStatus", gateway.status)}
+                ),
             )
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -98,10 +103,9 @@ class GrpcFront:
         for service in ("", *SERVICES):
             await self.health.set(service, status)
 
-    def _guarded(self, name: str, method: Method) -> Handler:
+    def _guarded(self, name: str, route: str, method: Method) -> Handler:
         keys, request_key_header, request_s = self._keys, self._request_key, self._request_s
         metrics = self._gateway.metrics
-        route = f"/{name}"
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
