@@ -92,25 +92,26 @@ def _images(count: int, seed: int = 0) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "status"),
     [
-        ("/v1/models/cnn:predict", {"instances": _images(3)}),
-        ("/v1/models/ensemble/versions/1:predict", {"inputs": {"image": _images(2, seed=1)}}),
-        ("/v1/models/lstm:predict", {"signature_name": "serving_default", "instances": _images(1, seed=2)}),
-        ("/v1/models/nope:predict", {"instances": _images(1)}),
-        ("/v1/models/cnn/versions/9:predict", {"instances": _images(1)}),
-        ("/v1/models/cnn:predict", {"instances": [[1.0, 2.0]]}),
-        ("/v1/models/cnn:predict", {"signature_name": "nope", "instances": _images(1)}),
-        ("/v1/models/cnn:predict", {"instances": []}),
+        ("/v1/models/cnn:predict", {"instances": _images(3)}, 200),
+        ("/v1/models/ensemble/versions/1:predict", {"inputs": {"image": _images(2, seed=1)}}, 200),
+        ("/v1/models/lstm:predict", {"signature_name": "serving_default", "instances": _images(1, seed=2)}, 200),
+        ("/v1/models/nope:predict", {"instances": _images(1)}, 404),
+        ("/v1/models/cnn/versions/9:predict", {"instances": _images(1)}, 404),
+        ("/v1/models/cnn:predict", {"instances": [[1.0, 2.0]]}, 400),
+        ("/v1/models/cnn:predict", {"signature_name": "nope", "instances": _images(1)}, 400),
+        ("/v1/models/cnn:predict", {"instances": []}, 400),
     ],
 )
 def test_rest_predict_answers_are_the_model_servers_byte_for_byte(
-    servers: tuple[ModelServer, Gateway], path: str, body: dict[str, Any]
+    servers: tuple[ModelServer, Gateway], path: str, body: dict[str, Any], status: int
 ) -> None:
     model_server, gateway = servers
     content = orjson.dumps(body)
     direct = httpx.post(model_server.rest + path, content=content, timeout=30)
     through = gateway.client.post(path, content=content)
+    assert direct.status_code == status, direct.text
     assert (through.status_code, through.content) == (direct.status_code, direct.content)
 
 
