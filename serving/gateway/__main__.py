@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.http_port,
         loop="asyncio",  # grpc.aio and uvicorn share this loop
         http="httptools",
+        ws="none",  # no websockets: nothing to import for them
         access_log=False,  # ours is structured: serving.gateway.accesslog
         log_config=None,
         timeout_graceful_shutdown=int(settings.timeouts.shutdown_grace_s) or None,
