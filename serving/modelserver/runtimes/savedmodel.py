@@ -8,6 +8,8 @@ in TF Serving (no static-shape check on feeds, TensorFlow's own error for a wron
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,9 +19,11 @@ import grpc
 import numpy as np
 
 from serving import protos
-from serving.errors import GRPC_CODE_BY_NUMBER, ServingError
+from serving.errors import GRPC_CODE_BY_NUMBER, InvalidInput, ServingError
 from serving.modelserver.runtimes.base import LoadError, Model, RuntimeOptions, Signature, TensorSpec
-from serving.tensors import to_numpy
+from serving.tensors import DT_STRING, numpy_dtype, to_numpy
+
+log = logging.getLogger("serving.modelserver")
 
 _IMPORT_LOCK = threading.Lock()
 
@@ -69,6 +73,23 @@ class SavedModel(Model):
             proto = protos.SignatureDef.FromString(tf_proto.SerializeToString())
             self.signatures[name] = signature_from_proto(name, proto)
         self._outputs: dict[str, Any] = {}
+        self._path = path
+        self._eager: Any = None  # tf.saved_model.load's object, once the session cannot run this model
+        self._eager_lock = threading.Lock()
+        self._probe()
+
+    def _probe(self) -> None:
+        """Run serving_default once on zeros, so a model the session cannot run is found at load."""
+        signature = self.signatures.get("serving_default")
+        if signature is None or not signature.inputs:
+            return
+        inputs = {}
+        for alias, spec in signature.inputs.items():
+            if spec.shape is None or spec.dtype == DT_STRING:
+                return
+            inputs[alias] = np.zeros([1 if d < 0 else d for d in spec.shape], numpy_dtype(spec.dtype))
+        with contextlib.suppress(ServingError):  # a model may reject zeros; requests will tell
+            self.predict(signature, inputs, sorted(signature.outputs))
 
     def _tf_output(self, tensor_name: str) -> Any:
         found = self._outputs.get(tensor_name)
@@ -87,18 +108,58 @@ class SavedModel(Model):
                 value = signature.defaults[alias]
             feeds[self._tf_output(spec.tensor_name)] = value
         fetches = [self._tf_output(signature.outputs[alias].tensor_name) for alias in output_aliases]
+        if self._eager is not None:
+            return self._predict_eager(signature, inputs, output_aliases)
         try:
             # The C API call behind Session.run, without its Python-side static-shape check: TF Serving
             # feeds tensors to the session as they come.
             results = self._session._call_tf_sessionrun(None, feeds, fetches, [], None)
+        except self._tf.errors.FailedPreconditionError as error:
+            if "Could not find variable" not in error.message:
+                raise _serving_error(error) from None
+            self._switch_to_eager(error.message)
+            return self._predict_eager(signature, inputs, output_aliases)
         except self._tf.errors.OpError as error:
-            raise ServingError.from_code(
-                GRPC_CODE_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message
-            ) from None
+            raise _serving_error(error) from None
         return {alias: np.asarray(value) for alias, value in zip(output_aliases, results, strict=True)}
+
+    def _switch_to_eager(self, message: str) -> None:
+        """Keras 3 models saved inside a tf.Module hold variables that a TF1 session (and so
+        tensorflow_model_server, see tensorflow/serving#2226) cannot find. Such a model is served
+        through tf.saved_model.load's signature functions instead, and the log says so."""
+        with self._eager_lock:
+            if self._eager is None:
+                log.warning(
+                    "SavedModel %s cannot run in a TF1 session (%s); tensorflow_model_server fails on it the same "
+                    "way (tensorflow/serving#2226). Serving it through tf.saved_model.load instead.",
+                    self._path,
+                    message.split(".")[0],
+                )
+                self._eager = self._tf.saved_model.load(str(self._path))
+
+    def _predict_eager(
+        self, signature: Signature, inputs: Mapping[str, np.ndarray], output_aliases: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        tf = self._tf
+        function = self._eager.signatures[signature.name]
+        arguments = {}
+        for alias in signature.inputs:
+            value = inputs.get(alias)
+            arguments[alias] = tf.constant(signature.defaults[alias] if value is None else value)
+        try:
+            results = function(**arguments)
+        except tf.errors.OpError as error:
+            raise _serving_error(error) from None
+        except (TypeError, ValueError) as error:
+            raise InvalidInput(str(error).split("\n")[0]) from None
+        return {alias: results[alias].numpy() for alias in output_aliases}
 
     def close(self) -> None:
         self._session.close()
+
+
+def _serving_error(error: Any) -> ServingError:
+    return ServingError.from_code(GRPC_CODE_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message)
 
 
 def load(path: Path, options: RuntimeOptions) -> Model:
