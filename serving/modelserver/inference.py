@@ -78,6 +78,16 @@ def check_shapes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
             )
 
 
+def fits_shapes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> bool:
+    for alias, array in inputs.items():
+        shape = signature.inputs[alias].shape
+        if shape is None:
+            continue
+        if array.ndim != len(shape) or any(e not in (-1, a) for e, a in zip(shape, array.shape, strict=True)):
+            return False
+    return True
+
+
 def output_aliases(signature: Signature, output_filter: Sequence[str]) -> list[str]:
     if not output_filter:
         return sorted(signature.outputs)

@@ -108,11 +108,16 @@ class ModelServer:
     ) -> dict[str, np.ndarray]:
         """Checked inputs -> outputs on one held version, batched when batching is on."""
         inference.check_predict_inputs(signature, inputs)
-        batched = self.batching is not None and signature.batchable and batch_key(inputs) is not None
-        if entry.platform != "tensorflow" or batched:
-            # TensorFlow reports a bad shape itself, but inside a padded batch its message would name
-            # the batch's shape rather than the request's.
+        if entry.platform != "tensorflow":
             inference.check_shapes(signature, inputs)
+        # Only requests that fit the signature's shapes join a batch; TensorFlow answers any other
+        # alone, as TF Serving would, with an error naming the request's own shape.
+        batched = (
+            self.batching is not None
+            and signature.batchable
+            and batch_key(inputs) is not None
+            and inference.fits_shapes(signature, inputs)
+        )
         model = entry.runtime
         started = time.perf_counter()
         try:

@@ -200,7 +200,7 @@ def metric_sums(http, model: str) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("model", "body", "status", "error_part"),
     [
-        ("cnn", {"instances": [[[0.0] * 28] * 28]}, 400, "Input image has shape [1,28,28] but the signature"),
+        ("cnn", {"instances": [[[0.0] * 28] * 28]}, 400, "convolution input must be 4-dimensional: [1,28,28]"),
         ("cnn_dynamic", {"instances": [[[0.0] * 28] * 28]}, 400, "Input image has shape [1,28,28]"),
         ("cnn_onnx", {"inputs": [[[[0.0]] * 28] * 27]}, 400, "Input image has shape [1,27,28,1]"),
         ("cnn", {"inputs": {"pixels": [1.0]}}, 400, "Missing named input: image in 'inputs' object."),
