@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from typing import IO, Any
 
 import orjson
 
@@ -28,12 +30,37 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode("utf-8")
 
 
-def record(metrics: Metrics, protocol: str, verb: str, route: str, status: int | str, call: CallContext) -> None:
-    latency = time.perf_counter() - call.started
-    metrics.requests.labels(protocol, call.method, call.servable, str(status)).inc()
-    metrics.latency.labels(protocol, call.method).observe(latency)
-    if ACCESS.isEnabledFor(logging.INFO):
-        fields = {
+class AccessLog:
+    """Request metrics and one JSON line per request, for both fronts.
+
+    Lines go straight to stderr as one write: building a LogRecord and passing it through handlers
+    costs about 0.2 ms, a sizeable share of a request through the gateway.
+    """
+
+    def __init__(self, metrics: Metrics, enabled: bool, stream: IO[bytes] | None = None) -> None:
+        self._metrics = metrics
+        self.enabled = enabled
+        self._stream = stream if stream is not None else getattr(sys.stderr, "buffer", None)
+        self._counters: dict[tuple[str, str, str, str], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def record(self, protocol: str, verb: str, route: str, status: int | str, call: CallContext) -> None:
+        latency = time.perf_counter() - call.started
+        key = (protocol, call.method, call.servable, str(status))
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._metrics.requests.labels(*key)
+        counter.inc()
+        histogram = self._histograms.get(key[:2])
+        if histogram is None:
+            histogram = self._histograms[key[:2]] = self._metrics.latency.labels(*key[:2])
+        histogram.observe(latency)
+        if not self.enabled:
+            return
+        fields: dict[str, Any] = {
+            "ts": round(time.time(), 6),
+            "level": "info",
+            "logger": ACCESS.name,
             "protocol": protocol,
             "method": verb,
             "route": route,
@@ -45,7 +72,11 @@ def record(metrics: Metrics, protocol: str, verb: str, route: str, status: int |
         }
         if call.degraded:
             fields["degraded"] = True
-        ACCESS.info("access", extra={"fields": fields})
+        if self._stream is None:
+            ACCESS.info("access", extra={"fields": fields})
+            return
+        self._stream.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
+        self._stream.flush()
 
 
 def configure_logging(level: str) -> None:

@@ -22,7 +22,6 @@ from grpc_reflection.v1alpha import reflection
 
 from serving import protos
 from serving.errors import ServingError
-from serving.gateway import accesslog
 from serving.gateway.auth import ApiKeys
 from serving.gateway.config import Settings
 from serving.gateway.context import CallContext, new_request_id
@@ -105,7 +104,7 @@ class GrpcFront:
 
     def _guarded(self, name: str, route: str, method: Method) -> Handler:
         keys, request_key_header, request_s = self._keys, self._request_key, self._request_s
-        metrics = self._gateway.metrics
+        access = self._gateway.access
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -133,7 +132,7 @@ class GrpcFront:
             if call.degraded:
                 trailing.append(("x-degraded", "true"))
             context.set_trailing_metadata(tuple(trailing))
-            accesslog.record(metrics, "grpc", "POST", route, failure[0].name if failure else "OK", call)
+            access.record("grpc", "POST", route, failure[0].name if failure else "OK", call)
             if failure is not None:
                 await context.abort(failure[0], failure[1])
             return response

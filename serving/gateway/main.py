@@ -44,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tfserving.router)  # last: its /v1/{path} catches what the others do not
     app.add_middleware(
         GatewayMiddleware,
-        metrics=gateway.metrics,
+        access=gateway.access,
         request_s=settings.timeouts.request_s,
         max_body=settings.limits.max_body_bytes,
         request_key=settings.request_key_header,

@@ -13,6 +13,7 @@ from typing import Any
 
 from serving import protos
 from serving.errors import InvalidInput, ServingError
+from serving.gateway.accesslog import AccessLog
 from serving.gateway.catalog import AVAILABLE, Catalog
 from serving.gateway.config import Settings
 from serving.gateway.context import CallContext
@@ -30,6 +31,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.access = AccessLog(self.metrics, enabled=settings.log_level in ("debug", "info"))
         self.catalog = Catalog(settings, self.metrics)  # validates the config's references
         self._pool: UpstreamPool | None = None
         self.routes = {name: Route(name, config) for name, config in settings.routes.items()}

@@ -11,16 +11,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import PayloadTooLarge
-from serving.gateway import accesslog
+from serving.gateway.accesslog import AccessLog
 from serving.gateway.context import CURRENT, CallContext, new_request_id
-from serving.gateway.metrics import Metrics
 from serving.restjson import error_body
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, request_s: float, max_body: int, request_key: str) -> None:
+    def __init__(self, app: ASGIApp, access: AccessLog, request_s: float, max_body: int, request_key: str) -> None:
         self.app = app
-        self._metrics = metrics
+        self._access = access
         self._request_s = request_s
         self._max_body = max_body
         self._request_key = request_key.lower().encode("latin-1")
@@ -65,7 +64,7 @@ class GatewayMiddleware:
                 await self.app(scope, self._limited(receive), send_with_headers)
         finally:
             CURRENT.reset(token)
-            accesslog.record(self._metrics, "http", scope["method"], scope["path"], status, call)
+            self._access.record("http", scope["method"], scope["path"], status, call)
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0
