@@ -117,7 +117,10 @@ def _pairs(values: list[str], kind: type) -> dict[str, Any]:
 async def serve(arguments: argparse.Namespace) -> None:
     shifts, delays = _pairs(arguments.shift, int), _pairs(arguments.delay, float)
     fake = FakeUpstream(arguments.models.split(","), shifts, delays, arguments.log)
-    server = grpc.aio.server()
+    size = 64 * 1024 * 1024
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+    )
     server.add_generic_rpc_handlers(
         (
             protos.PREDICTION_SERVICE.handler({"Predict": fake.predict, "GetModelMetadata": fake.metadata}),

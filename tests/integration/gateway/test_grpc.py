@@ -37,6 +37,7 @@ def gateway(tmp_module: Path) -> Iterator[Gateway]:
         "servables": {"cnn": "default", "lstm": "default", "transformer": "default"},
         "ensembles": {"vote": {"members": ["cnn", "lstm", "transformer"], "voting": "hard"}},
         "api_keys": [KEY],
+        "limits": {"max_batch_size": 2000},
     }
     gw = Gateway(tmp_module, config)
     gw.wait_ready()
@@ -74,6 +75,14 @@ def test_predict_with_tf_serving_stubs(channel: grpc.Channel) -> None:
     assert trailing["x-servable"] == "cnn"
 
 
+def test_messages_over_grpcs_default_4_mib_pass_both_ways(channel: grpc.Channel) -> None:
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = _predict_request("cnn", 200.0, batch=1500)
+    assert request.ByteSize() > 4 * 1024 * 1024
+    response = stub.Predict(request, metadata=AUTH, timeout=30)
+    assert tf.make_ndarray(response.outputs["class_id"]).tolist() == [7] * 1500
+
+
 def test_ensemble_hard_vote_over_grpc(channel: grpc.Channel) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     response = stub.Predict(_predict_request("vote", 100.0), metadata=AUTH, timeout=10)
@@ -93,9 +102,9 @@ def test_errors_keep_tf_servings_codes_and_messages(channel: grpc.Channel) -> No
     assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert unauthenticated.value.details() == "Missing or invalid API key"
     with pytest.raises(grpc.RpcError) as too_many:
-        stub.Predict(_predict_request("cnn", 1.0, batch=300), metadata=AUTH, timeout=10)
+        stub.Predict(_predict_request("cnn", 1.0, batch=2001), metadata=AUTH, timeout=10)
     assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert too_many.value.details() == "Input 'image' has batch size 300, over the limit of 256"
+    assert too_many.value.details() == "Input 'image' has batch size 2001, over the limit of 2000"
     with pytest.raises(grpc.RpcError) as unimplemented:
         stub.Classify(apis.classification_pb2.ClassificationRequest(), metadata=AUTH, timeout=10)
     assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
