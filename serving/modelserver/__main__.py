@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as error:
         log.error("Failed to start server: %s", error)
         return 1
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:
         log.error("Failed to start server: %s", error)
         return 1
     return 0

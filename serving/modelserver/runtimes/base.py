@@ -71,7 +71,8 @@ class Signature:
 class RuntimeOptions:
     intra_op_threads: int = max(1, os.cpu_count() or 1)
     inter_op_threads: int = max(1, os.cpu_count() or 1)
-    interpreters: int = max(1, os.cpu_count() or 1)  # TFLite: interpreters per model (each single-threaded)
+    interpreters: int = max(1, os.cpu_count() or 1)  # TFLite: interpreters per model, used concurrently
+    tflite_threads: int = 1  # threads per TFLite interpreter (XNNPACK's pool spins while it waits)
 
 
 class Model(abc.ABC):

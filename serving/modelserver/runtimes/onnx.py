@@ -60,6 +60,8 @@ class OnnxModel(Model):
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: the event loop and other models share the cores.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 str(model_file), session_options, providers=["CPUExecutionProvider"]

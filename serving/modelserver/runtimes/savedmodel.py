@@ -61,6 +61,8 @@ class SavedModel(Model):
             intra_op_parallelism_threads=options.intra_op_threads,
             inter_op_parallelism_threads=options.inter_op_threads,
         )
+        # Idle worker threads sleep instead of spinning: the event loop and other models share the cores.
+        config.experimental.disable_thread_spinning = True
         self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         try:
             with self._graph.as_default():

@@ -53,7 +53,7 @@ class TFLiteModel(Model):
         model_file = version_file(path, "model.tflite")
         size = max(1, options.interpreters)
         try:
-            slots = [_Slot(model_file, options.intra_op_threads) for _ in range(size)]
+            slots = [_Slot(model_file, options.tflite_threads) for _ in range(size)]
         except (ValueError, RuntimeError) as error:
             raise LoadError(f"Failed to load TFLite model {model_file}: {error}") from error
         self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
