@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +21,6 @@ class Flags:
     grpc_socket_path: str = ""
     rest_api_port: int = 0
     rest_api_timeout_in_ms: int = 30000
-    rest_api_num_threads: int = 4 * (os.cpu_count() or 1)
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
@@ -48,6 +46,7 @@ class Flags:
 
 # TF Serving flags accepted for compatibility; each one given is logged as not honoured.
 IGNORED_FLAGS = {
+    "rest_api_num_threads": "int",
     "rest_api_enable_cors_support": "bool",
     "allow_version_labels_for_unavailable_models": "bool",
     "num_load_threads": "int",
