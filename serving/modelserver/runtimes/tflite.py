@@ -9,12 +9,16 @@ tensor names, as TF Serving's TFLite session builds it.
 from __future__ import annotations
 
 import queue
+import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
+from serving import protos
 from serving.errors import InvalidInput
 from serving.modelserver.runtimes.base import (
     DEFAULT_SIGNATURE,
@@ -27,6 +31,7 @@ from serving.modelserver.runtimes.base import (
     check_dtype,
     version_file,
 )
+from serving.modelserver.runtimes.savedmodel import signature_from_proto
 from serving.tensors import DT_STRING, tf_dtype
 
 
@@ -68,6 +73,13 @@ class TFLiteModel(Model):
                 inputs = {a: _spec(a, d) for a, d in runner.get_input_details().items()}
                 outputs = {a: _spec(a, d) for a, d in runner.get_output_details().items()}
                 self.signatures[key] = Signature(key, PREDICT_METHOD, inputs, outputs)
+        elif stored := _stored_signature_defs(model_file.read_bytes()):
+            for key, proto in stored.items():
+                signature = signature_from_proto(key, proto)
+                for specs in (signature.inputs, signature.outputs):
+                    for alias, spec in specs.items():
+                        specs[alias] = replace(spec, tensor_name=spec.tensor_name.split(":")[0])
+                self.signatures[key] = signature
         else:
             inputs = {d["name"]: _spec(d["name"], d) for d in interpreter.get_input_details()}
             outputs = {d["name"]: _spec(d["name"], d) for d in interpreter.get_output_details()}
@@ -122,6 +134,58 @@ class TFLiteModel(Model):
             alias: np.array(interpreter.get_tensor(self._indices["outputs"][signature.outputs[alias].tensor_name]))
             for alias in aliases
         }
+
+
+def _stored_signature_defs(model: bytes) -> dict[str, Any]:
+    """SignatureDefs that TF's signature_def_util stored in the model's metadata (a FlexBuffer map
+    under ``signature_defs_metadata``), read with a minimal flatbuffer walk of the TFLite schema."""
+    from flatbuffers import flexbuffers
+
+    def u32(offset: int) -> int:
+        return int(struct.unpack_from("<I", model, offset)[0])
+
+    def field(table: int, index: int) -> int | None:
+        vtable = table - int(struct.unpack_from("<i", model, table)[0])
+        slot = 4 + 2 * index
+        if slot >= int(struct.unpack_from("<H", model, vtable)[0]):
+            return None
+        relative = int(struct.unpack_from("<H", model, vtable + slot)[0])
+        return table + relative if relative else None
+
+    def vector(position: int) -> tuple[int, int]:
+        start = position + u32(position)
+        return start + 4, u32(start)
+
+    def table_at(position: int) -> int:
+        return position + u32(position)
+
+    try:
+        root = u32(0)
+        metadata, buffers = field(root, 6), field(root, 4)  # Model.metadata, Model.buffers
+        if metadata is None or buffers is None:
+            return {}
+        entries, count = vector(metadata)
+        buffer_start, _ = vector(buffers)
+        for index in range(count):
+            entry = table_at(entries + 4 * index)
+            name_field, buffer_field = field(entry, 0), field(entry, 1)
+            if name_field is None or buffer_field is None:
+                continue
+            name_start, name_length = vector(name_field)
+            if model[name_start : name_start + name_length] != b"signature_defs_metadata":
+                continue
+            data_field = field(table_at(buffer_start + 4 * u32(buffer_field)), 0)
+            if data_field is None:
+                return {}
+            data_start, data_length = vector(data_field)
+            mapping = flexbuffers.Loads(model[data_start : data_start + data_length])
+            return {
+                key: protos.SignatureDef.FromString(value.encode("utf-8") if isinstance(value, str) else value)
+                for key, value in mapping.items()
+            }
+    except (struct.error, ValueError, UnicodeError, DecodeError, IndexError):
+        return {}
+    return {}
 
 
 def load(path: Path, options: RuntimeOptions) -> Model:

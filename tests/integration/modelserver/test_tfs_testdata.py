@@ -33,6 +33,7 @@ def write_config(testdata: Path, directory: Path) -> Path:
     for name, folder, platform in (
         ("half_plus_two_tf2", "saved_model_half_plus_two_tf2_cpu", "tensorflow"),
         ("half_plus_two_tflite", "saved_model_half_plus_two_tflite", "tflite"),
+        ("half_plus_two_tflite_sigdef", "saved_model_half_plus_two_tflite_with_sigdef", "tflite"),
         ("two_versions", "saved_model_half_plus_two_2_versions", "tensorflow"),
         ("bad", "bad_half_plus_two", "tensorflow"),
     ):
@@ -91,7 +92,9 @@ def example(x: float):
 # ---- REST: predict / classify / regress ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["half_plus_two", "half_plus_two_tf2", "half_plus_two_tflite"])
+@pytest.mark.parametrize(
+    "model", ["half_plus_two", "half_plus_two_tf2", "half_plus_two_tflite", "half_plus_two_tflite_sigdef"]
+)
 def test_rest_predict_row_format_is_byte_identical(http, model: str) -> None:
     answer = http.post(f"/v1/models/{model}:predict", content=b'{"instances": [1.0, 2.0, 5.0]}')
     assert answer.status_code == 200
@@ -463,3 +466,11 @@ def test_unknown_flag_is_rejected() -> None:
 def test_error_bodies_are_valid_json(http) -> None:
     answer = http.post("/v1/models/half_plus_two:predict", content=b"{}")
     assert orjson.loads(answer.content) == {"error": "Missing 'inputs' or 'instances' key"}
+
+
+def test_tflite_signature_defs_from_model_metadata(http) -> None:
+    answer = http.post("/v1/models/half_plus_two_tflite_sigdef:predict", json={"inputs": {"x": [[1.0], [2.0]]}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"outputs": [[2.5], [3.0]]}
+    signature = http.get("/v1/models/half_plus_two_tflite_sigdef/metadata").json()["metadata"]["signature_def"]
+    assert signature["signature_def"]["serving_default"]["inputs"]["x"]["name"] == "tflite_input:0"
