@@ -133,8 +133,10 @@ def _serving_status() -> Any:
 
 
 def _poll_config_file(manager: ServableManager, path: Path, seconds: int, stop: threading.Event) -> None:
+    last = path.read_bytes()
+
     def loop() -> None:
-        last = path.read_bytes()
+        nonlocal last
         while not stop.wait(seconds):
             try:
                 current = path.read_bytes()

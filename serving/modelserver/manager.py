@@ -105,6 +105,7 @@ class ServableManager:
         self._reconcile_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._reported_empty: set[str] = set()
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -170,7 +171,11 @@ class ServableManager:
             on_disk = scan_versions(base)
             aspired = aspired_versions(served.config, on_disk)
             if not on_disk and not served.versions:
-                log.warning("No versions of servable %s found under base path %s", name, base)
+                if name not in self._reported_empty:  # once, not at every poll
+                    log.warning("No versions of servable %s found under base path %s", name, base)
+                    self._reported_empty.add(name)
+            else:
+                self._reported_empty.discard(name)
             for version in sorted(aspired, reverse=True):
                 existing = served.versions.get(version)
                 if existing is not None and (existing.state in (LOADING, AVAILABLE) or existing.error is not None):
