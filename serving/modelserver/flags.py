@@ -40,7 +40,7 @@ class Flags:
     num_tflite_pools: int = 1
     version: bool = False
     # Not a TF Serving flag: the REST body limit (TF Serving has none; 413 above it).
-    rest_api_max_body_bytes: int = 512 * 1024 * 1024
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
     ignored: list[str] = field(default_factory=list)
 
 

@@ -46,7 +46,7 @@ class RestApp:
         self,
         server: ModelServer,
         timeout_ms: int = 30000,
-        max_body_bytes: int = 512 * 1024 * 1024,
+        max_body_bytes: int = 64 * 1024 * 1024,
         metrics_path: str | None = None,
     ) -> None:
         self.server = server

@@ -69,6 +69,24 @@ def to_proto_field(array: np.ndarray, out: Any) -> None:
         raise InvalidInput(f"Cannot serialize output of dtype {array.dtype}")
 
 
+# A tensor's decoded size is bounded: a short *_val list broadcast over a huge shape (as
+# tf.make_ndarray allows) must not exhaust the server's memory.
+MAX_TENSOR_BYTES = 1 << 30
+
+
+def decode_tensor(alias: str, tensor: Any) -> np.ndarray:
+    if not tensor.tensor_content:
+        count = 1
+        for dim in tensor.tensor_shape.dim:
+            count *= max(int(dim.size), 0)
+        if count * 8 > MAX_TENSOR_BYTES:
+            raise InvalidInput(
+                f"Input {alias}: a tensor of shape [{','.join(str(d.size) for d in tensor.tensor_shape.dim)}] "
+                f"is larger than the {MAX_TENSOR_BYTES} byte limit"
+            )
+    return to_numpy(tensor)
+
+
 def read_tfrecords(path: Path) -> Iterator[bytes]:
     """Records of a TFRecord file (length, crc, data, crc); CRCs are not checked."""
     with path.open("rb") as stream:
@@ -150,7 +168,7 @@ class ModelServer:
         version, label = version_and_label(request.model_spec)
         with self.manager.handle(request.model_spec.name, version, label) as entry:
             signature_name, signature = inference.signature_for(entry.runtime, request.model_spec.signature_name)
-            inputs = {alias: to_numpy(tensor) for alias, tensor in request.inputs.items()}
+            inputs = {alias: decode_tensor(alias, tensor) for alias, tensor in request.inputs.items()}
             aliases = inference.output_aliases(signature, list(request.output_filter))
             outputs = await self.run_predict(entry, signature, inputs, aliases)
             response = protos.PredictResponse()

@@ -474,3 +474,17 @@ def test_tflite_signature_defs_from_model_metadata(http) -> None:
     assert answer.json() == {"outputs": [[2.5], [3.0]]}
     signature = http.get("/v1/models/half_plus_two_tflite_sigdef/metadata").json()["metadata"]["signature_def"]
     assert signature["signature_def"]["serving_default"]["inputs"]["x"]["name"] == "tflite_input:0"
+
+
+def test_grpc_broadcast_bomb_is_refused(prediction) -> None:
+    request = protos.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    tensor = request.inputs["x"]
+    tensor.dtype = protos.DataType.values_by_name["DT_FLOAT"].number
+    for size in (100000, 100000):
+        tensor.tensor_shape.dim.add().size = size
+    tensor.float_val.append(1.0)
+    with pytest.raises(grpc.RpcError) as caught:
+        prediction.Predict(request, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "larger than the 1073741824 byte limit" in caught.value.details()
