@@ -77,6 +77,10 @@ class ChannelConfig(_Section):
     max_reconnect_backoff_s: float = Field(1.0, gt=0, description="so a restarted upstream is seen fast")
 
 
+class BatchingConfig(_Section):
+    max_rows: int = Field(32, ge=1, description="rows merged into one upstream call; 1: no merging")
+
+
 class LimitsConfig(_Section):
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="REST bodies over this get 413")
     max_batch_size: int = Field(256, gt=0, description="rows per request; more get 400")
@@ -142,6 +146,7 @@ class Settings(BaseSettings):
     ejection: EjectionConfig = Field(default_factory=lambda: EjectionConfig.model_validate({}))
     channel: ChannelConfig = Field(default_factory=lambda: ChannelConfig.model_validate({}))
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
+    batching: BatchingConfig = Field(default_factory=lambda: BatchingConfig.model_validate({}))
     api_keys: list[SecretStr] = Field(default_factory=list, description="empty: no auth")
     api_key_header: str = "x-api-key"
     request_key_header: str = "x-request-key"

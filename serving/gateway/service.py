@@ -15,6 +15,7 @@ from serving import protos
 from serving.errors import InvalidInput, ServingError
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.catalog import AVAILABLE, Catalog
+from serving.gateway.coalesce import Coalescer, Send
 from serving.gateway.config import Settings
 from serving.gateway.context import CallContext
 from serving.gateway.ensembles import Ensemble, MemberAnswer
@@ -39,6 +40,8 @@ class Gateway:
         self._max_batch = settings.limits.max_batch_size
         self._metadata: dict[tuple[str, int, str], tuple[float, dict[str, dict[str, int]]]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
+        self._coalescer = Coalescer(settings.batching.max_rows)
+        self._senders: dict[str, Send] = {}
 
     @property
     def pool(self) -> UpstreamPool:
@@ -99,10 +102,20 @@ class Gateway:
     async def _forward(self, servable: str, request: Any, call: CallContext) -> Any:
         if servable in self.routes:  # an ensemble member may be a route
             request.model_spec.name = servable = self.routes[servable].choose(call.request_key)
-        upstream = self.pool[self.catalog.upstream_for(servable)]
-        response = await upstream.call("Predict", request, call, servable)
+        response = await self._coalescer.predict(servable, request, call, self._sender(servable))
         call.answered_by(servable, str(response.model_spec.version.value))
         return response
+
+    def _sender(self, servable: str) -> Send:
+        send = self._senders.get(servable)
+        if send is None:
+            upstream = self.pool[self.catalog.upstream_for(servable)]
+
+            async def send(batch: Any, batch_call: CallContext) -> Any:
+                return await upstream.call("Predict", batch, batch_call, servable)
+
+            self._senders[servable] = send
+        return send
 
     def _mirror(self, route: Route, request: Any, primary: Any, request_id: str) -> None:
         candidate = route.shadow or ""

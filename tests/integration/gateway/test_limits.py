@@ -34,6 +34,7 @@ def gateway(tmp_module: Path) -> Iterator[Gateway]:
             "slow_upstream": {"targets": [upstream.target], "max_concurrency": 1, "max_queue": 1},
         },
         "limits": {"max_body_bytes": 20000, "max_batch_size": 4, "max_image_pixels": 10000},
+        "batching": {"max_rows": 1},  # the upstream's own queue, without requests merged before it
     }
     gw = Gateway(tmp_module, config)
     gw.wait_ready()
