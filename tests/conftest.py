@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TFS_TESTDATA = ROOT.parent / "shared" / "fixtures" / "tf_serving_testdata"
 QUICK_MODELS = ("cnn", "lstm", "transformer", "ensemble")
 # Small enough for CI (about a minute on 2 cores), large enough to beat chance by a wide margin.
-QUICK_ARGS = ["--profile", "quick", "--epochs", "2", "--train-size", "2000", "--seed", "0"]
+QUICK_ARGS = ["--profile", "quick", "--epochs", "3", "--train-size", "2000", "--seed", "0"]
 
 
 @pytest.fixture(scope="session")

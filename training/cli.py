@@ -30,9 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None, help="folder holding the four IDX files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (all models)")
-    parser.add_argument(
-        "--train-size", type=int, default=None, help="override the profile's training subset size"
-    )
+    parser.add_argument("--train-size", type=int, default=None, help="override the profile's training subset size")
     return parser
 
 

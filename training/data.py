@@ -102,9 +102,7 @@ def locate(dataset: str, data_dir: Path | None = None) -> Path:
         if directory.is_dir() and all(_find_file(directory, stem) for stem in stems):
             return directory
     hint = (
-        "apt-get install dataset-fashion-mnist"
-        if dataset == "fashion_mnist"
-        else "download the four MNIST IDX files"
+        "apt-get install dataset-fashion-mnist" if dataset == "fashion_mnist" else "download the four MNIST IDX files"
     )
     raise DatasetError(
         f"{dataset}: no IDX files found in {', '.join(str(d) for d in searched)}. "

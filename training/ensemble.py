@@ -88,9 +88,7 @@ def train_ensemble(data: Dataset, repo: Path, seed: int, test_size: int | None) 
     card = {
         "name": "ensemble",
         "kind": "ensemble",
-        "members": [
-            {"name": name, "version": version} for name, (_, version, _) in zip(MEMBERS, loaded, strict=True)
-        ],
+        "members": [{"name": name, "version": version} for name, (_, version, _) in zip(MEMBERS, loaded, strict=True)],
         "dataset": {"name": data.name, "directory": str(data.directory), "test_images": len(x_test)},
         "input_contract": INPUT_CONTRACT,
         "extra_outputs": {"hard_vote_class_id": "int64 [-1]", "member_probabilities": "float32 [-1, 3, 10]"},
@@ -114,6 +112,4 @@ def train_ensemble(data: Dataset, repo: Path, seed: int, test_size: int | None) 
         f"on {len(x_test):,} images; wrote {repo / 'ensemble' / str(version)}",
         flush=True,
     )
-    return TrainResult(
-        "ensemble", version, repo / "ensemble" / str(version), test_accuracy, len(x_test), seconds
-    )
+    return TrainResult("ensemble", version, repo / "ensemble" / str(version), test_accuracy, len(x_test), seconds)

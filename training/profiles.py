@@ -50,12 +50,12 @@ PROFILES = {
         train_size=3_000,
         validation_size=1_000,
         test_size=2_000,
-        batch_size=128,
+        batch_size=64,
     ),
     # Sized for about an hour of training on 2 CPU cores (epoch times measured in the README).
     "full": Profile(
         "full",
-        epochs={"cnn": 12, "lstm": 10, "transformer": 10},
+        epochs={"cnn": 10, "lstm": 8, "transformer": 8},
         learning_rate=_LR,
         weight_decay=_WD,
     ),

@@ -22,14 +22,10 @@ class RepositoryError(Exception):
 
 def check_repo(repo: Path, create: bool = False) -> Path:
     if repo.exists() and not repo.is_dir():
-        raise RepositoryError(
-            f"{repo}: the model repository path is a file, not a directory; pass --repo DIR"
-        )
+        raise RepositoryError(f"{repo}: the model repository path is a file, not a directory; pass --repo DIR")
     if not repo.exists():
         if not create:
-            raise RepositoryError(
-                f"{repo}: model repository not found; train models first (python -m training)"
-            )
+            raise RepositoryError(f"{repo}: model repository not found; train models first (python -m training)")
         repo.mkdir(parents=True)
     return repo
 

@@ -62,9 +62,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        images = tf.map_fn(
-            decode_image, image_bytes, fn_output_signature=tf.TensorSpec([28, 28, 1], tf.float32)
-        )
+        images = tf.map_fn(decode_image, image_bytes, fn_output_signature=tf.TensorSpec([28, 28, 1], tf.float32))
         return self.serve(images)
 
 

@@ -86,9 +86,7 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        row = {
-            key: float(value) for key, value in logs.items() if isinstance(value, (int, float, np.floating))
-        }
+        row = {key: float(value) for key, value in logs.items() if isinstance(value, (int, float, np.floating))}
         row.pop("learning_rate", None)
         self.history.append(row)
         elapsed = time.monotonic() - self.started

@@ -8,7 +8,7 @@ from training.models.registry import ModelConfig, image_input, standardise
 
 def _conv_bn(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

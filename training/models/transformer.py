@@ -93,7 +93,7 @@ def build_transformer(config: ModelConfig) -> keras.Model:
     inputs = image_input()
     x = standardise(inputs)
     x = layers.Conv2D(config.width // 2, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = _gelu(x, "stem_gelu")
     x = layers.Conv2D(config.width, 3, strides=2, padding="same", name="patch_embedding")(x)
     x = layers.Reshape((49, config.width), name="tokens")(x)
