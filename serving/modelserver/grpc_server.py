@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -59,6 +60,8 @@ class _Handlers:
         metrics = self.server.metrics
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             started = time.perf_counter()
             model_name = _model_name(request)
             status = "OK"
@@ -92,20 +95,22 @@ def build_server(
 
     server.add_generic_rpc_handlers(
         (
-            protos.PREDICTION_SERVICE.handler(
+            _service_handler(
+                protos.PREDICTION_SERVICE,
                 {
                     "Predict": handlers.wrap("predict", model_server.predict),
                     "Classify": handlers.wrap("classify", model_server.classify),
                     "Regress": handlers.wrap("regress", model_server.regress),
                     "MultiInference": handlers.wrap("multi_inference", model_server.multi_inference),
                     "GetModelMetadata": handlers.wrap("get_model_metadata", metadata),
-                }
+                },
             ),
-            protos.MODEL_SERVICE.handler(
+            _service_handler(
+                protos.MODEL_SERVICE,
                 {
                     "GetModelStatus": handlers.wrap("get_model_status", status),
                     "HandleReloadConfigRequest": handlers.wrap("reload_config", model_server.reload_config),
-                }
+                },
             ),
         )
     )
@@ -119,6 +124,36 @@ def build_server(
     )
     reflection.enable_server_reflection(names, server, pool=_ReflectionPool())  # type: ignore[arg-type]
     return server, health_servicer
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message; the handler answers
+    INVALID_ARGUMENT instead of grpc's UNKNOWN with a traceback in the log."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return _Undecodable(f"Could not parse the request message: {error}")
+
+    return deserialize
+
+
+def _service_handler(service: protos.Service, implementations: dict[str, Any]) -> grpc.GenericRpcHandler:
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            implementations[method.name],
+            request_deserializer=_lenient(method.request.FromString),
+            response_serializer=method.response.SerializeToString,
+        )
+        for method in service.methods
+    }
+    return grpc.method_handlers_generic_handler(service.name, handlers)
 
 
 class _ReflectionPool:

@@ -488,3 +488,15 @@ def test_grpc_broadcast_bomb_is_refused(prediction) -> None:
         prediction.Predict(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "larger than the 1073741824 byte limit" in caught.value.details()
+
+
+def test_grpc_garbage_bytes_are_invalid_argument(channel, prediction) -> None:
+    raw = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+    with pytest.raises(grpc.RpcError) as caught:
+        raw(b"\xff\xff\xff", timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("Could not parse the request message")
+    request = protos.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    request.inputs["x"].CopyFrom(from_numpy(__import__("numpy").array([[1.0]], "float32")))
+    assert list(prediction.Predict(request, timeout=30).outputs["y"].float_val) == [2.5]
