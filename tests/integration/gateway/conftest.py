@@ -81,6 +81,8 @@ class FakeUpstream(Proc):
             args += ["--shift", f"{name}={value}"]
         for name, value in options.get("delay", {}).items():
             args += ["--delay", f"{name}={value}"]
+        for name, value in options.get("max_batch", {}).items():
+            args += ["--max-batch", f"{name}={value}"]
         super().__init__(args, tmp / f"fake-{self.port}.out")
         self.wait()
 

@@ -4,7 +4,8 @@
 [--delay cnn=0.5] [--log FILE]``. Each model answers the contract: ``image`` float32 [batch,28,28,1]
 -> ``probabilities`` [batch,10] and ``class_id`` [batch], where the class is the mean pixel intensity
 in tenths of 256 (plus the model's shift, mod 10). ``--log`` appends one line per call:
-``method model request-id``.
+``method model request-id``. ``--max-batch m=N`` makes model m refuse batches over N rows, as TF
+Serving's batching does.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class FakeUpstream:
         self.models = models
         self.shifts = shifts
         self.delays = delays
+        self.max_batch: dict[str, int] = {}
         self.log = log.open("a", buffering=1) if log else None
 
     def _record(self, method: str, model: str, context: Any) -> None:
@@ -68,6 +70,12 @@ class FakeUpstream:
         if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"image must be [batch,28,28,1], got {list(images.shape)}"
+            )
+        limit = self.max_batch.get(request.model_spec.name)
+        if limit is not None and images.shape[0] > limit:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Task size {images.shape[0]} is larger than maximum input batch size {limit}",
             )
         classes = classes_of(images, self.shifts.get(request.model_spec.name, 0))
         response = protos.PredictResponse()
@@ -117,6 +125,7 @@ def _pairs(values: list[str], kind: type) -> dict[str, Any]:
 async def serve(arguments: argparse.Namespace) -> None:
     shifts, delays = _pairs(arguments.shift, int), _pairs(arguments.delay, float)
     fake = FakeUpstream(arguments.models.split(","), shifts, delays, arguments.log)
+    fake.max_batch = _pairs(arguments.max_batch, int)
     size = 64 * 1024 * 1024
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
@@ -143,6 +152,7 @@ def main() -> None:
     parser.add_argument("--models", default="cnn,lstm,transformer")
     parser.add_argument("--shift", action="append", default=[])
     parser.add_argument("--delay", action="append", default=[])
+    parser.add_argument("--max-batch", action="append", default=[], help="model=rows; more: INVALID_ARGUMENT")
     parser.add_argument("--log", type=Path)
     asyncio.run(serve(parser.parse_args()))
 

@@ -59,21 +59,21 @@ def gateway(tmp_module: Path, upstreams: tuple[FakeUpstream, FakeUpstream]) -> I
 
 def test_split_lands_within_tolerance(gateway: Gateway) -> None:
     answered = Counter(
-        gateway.client.post("/v1/models/split:predict", json=BODY).headers["x-servable"] for _ in range(1000)
+        gateway.client.post("/v1/models/split:predict", json=BODY).headers["x-servable"] for _ in range(600)
     )
     assert set(answered) == {"cnn", "cnn_int8"}
-    # 10% of 1000: standard deviation 9.5, so +-38 is four of them (a false failure 1 in 15,000 runs).
-    assert 62 <= answered["cnn_int8"] <= 138, answered
-    assert gateway.metric("tensorgate_gateway_route_choices_total", route="split") == 1000
+    # 10% of 600: standard deviation 7.3, so +-29 is four of them (a false failure 1 in 15,000 runs).
+    assert 31 <= answered["cnn_int8"] <= 89, answered
+    assert gateway.metric("tensorgate_gateway_route_choices_total", route="split") == 600
 
 
 def test_sticky_keys_stay_put(gateway: Gateway) -> None:
     first = {}
-    for key in range(200):
+    for key in range(100):
         headers = {"x-request-key": f"user-{key}"}
         first[key] = gateway.client.post("/v1/models/split:predict", json=BODY, headers=headers).headers["x-servable"]
-    assert 5 <= sum(servable == "cnn_int8" for servable in first.values()) <= 40
-    for key in range(200):
+    assert 2 <= sum(servable == "cnn_int8" for servable in first.values()) <= 25
+    for key in range(100):
         headers = {"x-request-key": f"user-{key}"}
         again = gateway.client.post("/v1/models/split:predict", json=BODY, headers=headers).headers["x-servable"]
         assert again == first[key]
