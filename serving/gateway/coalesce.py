@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from serving import protos
-from serving.errors import DeadlineExceeded
+from serving.errors import DeadlineExceeded, InvalidInput
 from serving.gateway.context import CallContext
 from serving.tensors import from_numpy, to_numpy
 
@@ -114,7 +114,12 @@ class Coalescer:
         call = CallContext(ids[:1024], max(call.deadline for _, call, _ in items), first_call.request_key)
         try:
             response = await send(merged, call)
-        except Exception as error:  # every waiter gets the upstream's answer, good or bad
+        except InvalidInput:
+            # One bad request, or a batch over the upstream's own batch limit: each asks alone, so
+            # each gets its own answer.
+            await asyncio.gather(*(_answer(item, send) for item in items))
+            return
+        except Exception as error:  # anything else (unavailable, deadline, 429) is everyone's answer
             for _, _, future in items:
                 if not future.done():
                     future.set_exception(error)
