@@ -62,9 +62,6 @@ class Gateway:
         if self._pool is not None:
             await self._pool.close()
 
-    def names(self) -> list[str]:
-        return [*self.catalog.upstream_of, *self.routes, *self.ensembles]
-
     # Predict ------------------------------------------------------------------------------------
 
     async def predict(self, request: Any, call: CallContext) -> Any:
