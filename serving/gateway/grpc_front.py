@@ -123,6 +123,9 @@ class GrpcFront:
                 response = await method(request, call)
             except ServingError as error:
                 failure = (error.grpc_code, error.message)
+            except asyncio.CancelledError:  # the caller went away (TF Serving's 499 case)
+                access.record("grpc", "POST", route, grpc.StatusCode.CANCELLED.name, call)
+                raise
             except Exception:
                 log.exception("unhandled error (request %s)", call.request_id)
                 failure = (grpc.StatusCode.INTERNAL, "Internal error")
