@@ -126,6 +126,7 @@ def test_predict_columnar_versions_and_labels(gateway: Gateway) -> None:
         ("GET", "/v1/models/cnn/versions/x", None, 400, "Malformed request: GET /v1/models/cnn/versions/x"),
         ("POST", "/v1/models/cnn:classify", b"{}", 501, "The gateway answers :predict only, not :classify"),
         ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+        ("PUT", "/v1/models/cnn", b"{}", 400, "Malformed request: PUT /v1/models/cnn"),
     ],
 )
 def test_errors_are_tf_servings(
@@ -183,6 +184,8 @@ def test_health_ready_metrics_and_model_list(gateway: Gateway) -> None:
     assert models["canary"]["split"] == {"cnn": 90, "cnn_int8": 10}
     assert models["vote"]["quorum"] == 2
     assert gateway.client.get("/docs").status_code == 200
+    paths = gateway.client.get("/openapi.json").json()["paths"]
+    assert sorted(paths) == ["/healthz", "/metrics", "/readyz", "/v1/classify/{name}", "/v1/models", "/v1/{path}"]
 
 
 def test_gateway_process_never_imported_tensorflow(gateway: Gateway) -> None:

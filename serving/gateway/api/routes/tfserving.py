@@ -48,12 +48,23 @@ def _spec(spec: Any, name: str, version: int, label: str | None) -> None:
         spec.version_label = unquote(label)
 
 
-@router.api_route(
-    "/v1/{path:path}",
-    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-    summary="TF Serving REST: POST .../{name}[/versions/{v}|/labels/{l}]:predict, GET status and /metadata",
-)
-async def tf_serving(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+@router.post("/v1/{path:path}", summary="TF Serving predict: /v1/models/{name}[/versions/{v}|/labels/{l}]:predict")
+async def tf_serving_post(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    return await tf_serving(request, gateway, call)
+
+
+@router.get("/v1/{path:path}", summary="TF Serving status and metadata: /v1/models/{name}[/versions/{v}][/metadata]")
+async def tf_serving_get(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    return await tf_serving(request, gateway, call)
+
+
+@router.api_route("/v1/{path:path}", methods=["PUT", "DELETE", "PATCH"], include_in_schema=False)
+async def tf_serving_other(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    return await tf_serving(request, gateway, call)
+
+
+async def tf_serving(request: Request, gateway: Gateway, call: CallContext) -> Response:
+    """TF Serving's dispatch: its URL patterns per method, anything else its ``Malformed request``."""
     raw_path = request.scope.get("raw_path", b"").decode("latin-1").partition("?")[0] or request.url.path
     if request.method == "POST":
         match = _PREDICT.fullmatch(raw_path)
