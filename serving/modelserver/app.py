@@ -121,7 +121,7 @@ async def serve(flags: Flags) -> None:
     stop_config_poll.set()
     if rest_server is not None:
         rest_server.should_exit = True
-    await grpc_server.stop(grace=2)
+    await grpc_server.stop(grace=1)
     manager.stop()
     executor.shutdown(wait=False, cancel_futures=True)
 

@@ -1,9 +1,9 @@
 """Small models with the project's contract, for model-server tests without trained models.
 
 ``python -m tests.integration.modelserver.contract_models OUT [--versions 1,2] [--formats savedmodel,tflite,onnx]``
-writes ``OUT/cnn/<v>`` (SavedModel: ``serving_default`` image float32 [b,28,28,1] 0..255 ->
+writes ``OUT/cnn/<v>`` for each version (SavedModel: ``serving_default`` image float32 [b,28,28,1] 0..255 ->
 probabilities float32 [b,10], class_id int64 [b]; ``serving_bytes`` image_bytes string [b] of PNGs),
-``OUT/cnn_dynamic/<v>/model.tflite`` and ``OUT/cnn_onnx/<v>/model.onnx``. Each version has its own
+``OUT/cnn_dynamic/<v>/model.tflite`` and ``OUT/cnn_onnx/<v>/model.onnx`` for the newest. Each version has its own
 random weights (seeded), so answers change when the version does.
 """
 
@@ -88,10 +88,11 @@ def build(out: Path, versions: list[int], formats: set[str]) -> None:
         saved = out / "cnn" / str(version)
         if not saved.exists():
             build_savedmodel(saved, seed=version)
-        if "tflite" in formats:
-            build_tflite(saved, out / "cnn_dynamic" / str(version))
-        if "onnx" in formats:
-            build_onnx(saved, out / "cnn_onnx" / str(version))
+    latest = out / "cnn" / str(max(versions))  # variants of the newest version only
+    if "tflite" in formats:
+        build_tflite(latest, out / "cnn_dynamic" / latest.name)
+    if "onnx" in formats:
+        build_onnx(latest, out / "cnn_onnx" / latest.name)
 
 
 def main() -> None:
