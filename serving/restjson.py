@@ -566,13 +566,26 @@ def _fast_array(value: Any, dtype: int) -> np.ndarray | None:
 
 
 def _contains_bool(value: Any) -> bool:
-    """Python bools are ints to numpy; a cheap scan of the first leaves and a full one only if needed."""
+    """Python bools are ints to numpy. ``value`` already converted to a numeric array, so it holds only
+    lists, numbers and bools, and its JSON has the words true/false exactly when it holds a bool:
+    orjson writes that in a few microseconds where walking every leaf in Python took about 1 ms for one
+    28x28 image."""
+    if not isinstance(value, list):
+        return isinstance(value, bool)
+    try:
+        text = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer over 64 bits
+        return _scan_for_bool(value)
+    return b"true" in text or b"false" in text
+
+
+def _scan_for_bool(value: Any) -> bool:
     while isinstance(value, list) and value:
         if any(isinstance(item, bool) for item in value):
             return True
         if not isinstance(value[0], list):
             return False
-        return any(_contains_bool(item) for item in value)
+        return any(_scan_for_bool(item) for item in value)
     return isinstance(value, bool)
 
 
