@@ -260,13 +260,31 @@ def _check_gateway(manifests: Manifests) -> list[Problem]:
     for upstream, upstream_config in settings.upstreams.items():
         for index, target in enumerate(upstream_config.targets):
             host, port = split_target(target)
-            found = manifests.find("Service", host.split(".")[0])
             target_key = f"upstreams.{upstream}.targets[{index}]"
-            if found is None:
+            grpc_ports = _service_grpc_ports(manifests, host.split(".")[0])
+            if grpc_ports is None:
                 problems.append(Problem(where, target_key, f"{host!r} is not a Service"))
-            elif port not in [int(p["port"]) for p in found[1]["spec"]["ports"]]:
-                problems.append(Problem(where, target_key, f"port {port} is not a port of Service/{host}"))
+            elif port not in grpc_ports:
+                problems.append(Problem(where, target_key, f"port {port} is not the gRPC port of Service/{host}"))
     return problems
+
+
+def _service_grpc_ports(manifests: Manifests, name: str) -> set[int] | None:
+    """Service ports that lead to the selected pods' gRPC ``--port`` (TF Serving's flag, 8500 by default)."""
+    found = manifests.find("Service", name)
+    if found is None:
+        return None
+    selected = manifests.selected(found[1]["spec"].get("selector") or {})
+    if not selected:
+        return set()
+    container = selected[0][1]["spec"]["template"]["spec"]["containers"][0]
+    grpc_port = int(parse_flags(container.get("args") or []).get("--port", "8500"))
+    pod_ports = _port_names(selected[0][1])
+    return {
+        int(port["port"])
+        for port in found[1]["spec"]["ports"]
+        if pod_ports.get(port.get("targetPort", port["port"])) == grpc_port
+    }
 
 
 def _check_locust(manifests: Manifests) -> list[Problem]:
