@@ -66,7 +66,7 @@ EXPOSE 8500 8501
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; s = g.HealthStub(grpc.insecure_channel('127.0.0.1:8500')).Check(h.HealthCheckRequest(), timeout=2).status; raise SystemExit(s != h.HealthCheckResponse.SERVING)"]
 ENTRYPOINT ["python", "-m", "serving.modelserver"]
-CMD ["--port=8500", "--rest_api_port=8501", "--model_config_file=/models/models.config"]
+CMD ["--port=8500", "--rest_api_port=8501", "--model_config_file=/models/modelserver.config"]
 
 # A batch job: train, then export (docker run ... tensorgate/trainer export --repo /models).
 FROM base AS trainer

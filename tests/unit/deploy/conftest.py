@@ -22,6 +22,7 @@ def write_stand_in_export(repo: Path, base: str = "/models") -> Path:
         model.base_path = f"{base}/{name}"
         model.model_platform = "tensorflow"
     (repo / "models.config").write_text(str(config))
+    (repo / "modelserver.config").write_text(str(config))
     (repo / "batching_parameters.txt").write_text(
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
         "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 2 }\n"

@@ -46,7 +46,8 @@ def test_services_gpu_and_flags() -> None:
     assert "--enable_batching" in flags
     assert any(argument.startswith("--file_system_poll_wait_seconds=") for argument in flags)
     assert services["modelserver"]["profiles"] == ["cpu"] and tfserving["profiles"] == ["gpu"]
-    assert services["modelserver"]["command"] == flags  # the same flags and files on CPU
+    cpu_flags = [flag.replace("/modelserver.config", "/models.config") for flag in services["modelserver"]["command"]]
+    assert cpu_flags == flags  # the same flags on CPU, with the config that lists the variants too
 
 
 def test_tfserving_image_matches_the_serving_api_pin() -> None:
