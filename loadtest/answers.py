@@ -1,0 +1,99 @@
+"""Per-request-name counts of checked images and wrong classes, and exact request statistics.
+
+Locust's own percentiles are rounded to whole milliseconds (to 10 ms above 100 ms), too coarse for a
+1 ms goal, and its CSV is written once a second, so a step's last second can be missing from it. Each
+process therefore also keeps the exact response times it saw (up to ``MAX_SAMPLES`` per name), its
+failures, and the wall-clock window of its requests; the runner's numbers come from these.
+In distributed mode workers send their counts to the master with each report; latency samples stay on
+the workers, so the master's file has counts only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+MAX_SAMPLES = 2_000_000
+
+
+class Answers:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts: dict[str, list[int]] = {}
+            self.samples: dict[str, list[float]] = {}
+            self.failures: dict[str, int] = {}
+            self.window: dict[str, list[float]] = {}
+
+    def record(self, name: str, images: int, wrong: int) -> None:
+        with self._lock:
+            counts = self.counts.setdefault(name, [0, 0])
+            counts[0] += images
+            counts[1] += wrong
+
+    def request(self, name: str, milliseconds: float, failed: bool) -> None:
+        """One finished request (from Locust's request event)."""
+        end = time.time()
+        window = self.window.setdefault(name, [end - milliseconds / 1000, end])
+        window[0] = min(window[0], end - milliseconds / 1000)
+        window[1] = end
+        if failed:
+            self.failures[name] = self.failures.get(name, 0) + 1
+            return
+        samples = self.samples.setdefault(name, [])
+        if len(samples) < MAX_SAMPLES:
+            samples.append(milliseconds)
+
+    def take_counts(self) -> dict[str, list[int]]:
+        """The counts since the last call, then zero (a worker's report to its master)."""
+        with self._lock:
+            taken, self.counts = self.counts, {}
+        return taken
+
+    def merge_counts(self, counts: dict[str, list[int]]) -> None:
+        for name, (images, wrong) in counts.items():
+            self.record(name, int(images), int(wrong))
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            counts = {name: list(value) for name, value in self.counts.items()}
+            samples = {name: np.asarray(values) for name, values in self.samples.items() if values}
+        answers = {
+            name: {"images": images, "wrong": wrong, "wrong_pct": 100.0 * wrong / images if images else 0.0}
+            for name, (images, wrong) in counts.items()
+        }
+        latency = {
+            name: {
+                "count": int(values.size),
+                "failures": self.failures.get(name, 0),
+                "window_s": self.window[name][1] - self.window[name][0],
+                "p50": float(np.percentile(values, 50)),
+                "p95": float(np.percentile(values, 95)),
+                "p99": float(np.percentile(values, 99)),
+                "max": float(values.max()),
+                "mean": float(values.mean()),
+            }
+            for name, values in samples.items()
+        }
+        for name, failures in self.failures.items():
+            if name not in latency:
+                latency[name] = {
+                    "count": 0,
+                    "failures": failures,
+                    "window_s": self.window[name][1] - self.window[name][0],
+                }
+        return {"answers": answers, "requests": latency}
+
+    def write(self, path: Path) -> None:
+        path.write_bytes(orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2))
+
+
+ANSWERS = Answers()

@@ -1,0 +1,231 @@
+"""Locust users for tensorgate (and any TF Serving-compatible endpoint).
+
+    locust -f loadtest/locustfile.py --host http://localhost:8000 RestUser
+    locust -f loadtest/locustfile.py --host localhost:8001 GrpcUser --servable vote --batch 8
+
+``RestUser`` posts pre-encoded Fashion-MNIST test images (``--payload instances``: TF Serving's JSON at
+``/v1/models/<servable>:predict``; ``b64`` / ``multipart``: PNGs to the gateway's
+``/v1/classify/<servable>``). ``GrpcUser`` calls ``PredictionService/Predict`` with TF Serving's protos
+(no TensorFlow needed). Every answer is checked: status, shape, and the predicted class against the
+image's label. A wrong class is not a failure: it is counted per request name and reported at the end
+(log line, ``<csv prefix>_answers.json``, ``/answers`` in the web UI), so accuracy on the wire is
+visible under load. Options (each also an environment variable, see ``--help``): ``--servable``,
+``--payload``, ``--batch``, ``--grpc-host``, ``--target-rps``, ``--label-shift``, ``--timeout``, ``--api-key``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+try:
+    import loadtest  # noqa: F401  (importable when installed or run from the repository root)
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+import grpc.experimental.gevent as grpc_gevent
+from locust import FastHttpUser, User, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from loadtest import payloads
+from loadtest.answers import ANSWERS
+
+grpc_gevent.init_gevent()  # grpc's blocking calls must yield to gevent, or one user blocks them all
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+MAX_MESSAGE = 64 * 1024 * 1024
+log = logging.getLogger("tensorgate.loadtest")
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    group = parser.add_argument_group("tensorgate")
+    group.add_argument("--servable", env_var="LOCUST_SERVABLE", default="cnn", help="model, route or ensemble name")
+    group.add_argument(
+        "--payload",
+        env_var="LOCUST_PAYLOAD",
+        default="instances",
+        choices=["instances", "b64", "multipart"],
+        help="REST body: TF Serving instances JSON, base64 PNG JSON or multipart PNG",
+    )
+    group.add_argument("--batch", env_var="LOCUST_BATCH", type=int, default=1, help="images per request")
+    group.add_argument("--grpc-host", env_var="LOCUST_GRPC_HOST", default="", help="host:port for GrpcUser (--host)")
+    group.add_argument(
+        "--target-rps", env_var="LOCUST_TARGET_RPS", type=float, default=0.0, help="total request rate; 0: closed loop"
+    )
+    group.add_argument("--label-shift", env_var="LOCUST_LABEL_SHIFT", type=int, default=0, help=_SHIFT_HELP)
+    group.add_argument("--timeout", env_var="LOCUST_TIMEOUT", type=float, default=30.0, help="gRPC deadline, s")
+    group.add_argument("--api-key", env_var="LOCUST_API_KEY", default="", help="sent as x-api-key (header / metadata)")
+
+
+_SHIFT_HELP = "expect (label + N) mod 10: a deliberately wrong label, to check the wrong-answer counter"
+_PAYLOADS: dict[tuple[str, str, int, int], list[payloads.Payload]] = {}
+_PAYLOADS_LOCK = threading.Lock()
+
+
+def shared_payloads(kind: str, servable: str, batch: int, shift: int) -> list[payloads.Payload]:
+    """Encoded once per process and shared by every user."""
+    key = (kind, servable, batch, shift)
+    with _PAYLOADS_LOCK:
+        if key not in _PAYLOADS:
+            _PAYLOADS[key] = payloads.build(kind, servable, batch, label_shift=shift)
+        return _PAYLOADS[key]
+
+
+class _Paced:
+    """Closed loop by default; with ``--target-rps R`` each of U users sends one request every U/R s."""
+
+    environment: Environment
+    _next_at = 0.0
+
+    def wait_time(self) -> float:
+        options = self.environment.parsed_options
+        rate = float(getattr(options, "target_rps", 0.0) or 0.0) if options else 0.0
+        if rate <= 0:
+            return 0.0
+        users = max(1, int(getattr(options, "num_users", 1) or 1))
+        now = time.monotonic()
+        self._next_at = max(self._next_at + users / rate, now)
+        return self._next_at - now
+
+    def option(self, name: str, default: Any) -> Any:
+        options = self.environment.parsed_options
+        return getattr(options, name, default) if options is not None else default
+
+
+class RestUser(_Paced, FastHttpUser):
+    """POSTs pre-encoded images over HTTP/1.1 keep-alive (geventhttpclient)."""
+
+    network_timeout = 60.0
+    connection_timeout = 60.0
+
+    def on_start(self) -> None:
+        self.kind = self.option("payload", "instances")
+        self.servable = self.option("servable", "cnn")
+        self.batch = int(self.option("batch", 1))
+        self.path = payloads.path_for(self.kind, self.servable)
+        key = self.option("api_key", "")
+        self.auth = {"x-api-key": key} if key else {}
+        self.name = f"{self.kind} {self.servable} x{self.batch}"
+        pool = shared_payloads(self.kind, self.servable, self.batch, int(self.option("label_shift", 0)))
+        self.cycle = itertools.cycle(pool[id(self) % len(pool) :] + pool[: id(self) % len(pool)])
+
+    @task
+    def predict(self) -> None:
+        payload = next(self.cycle)
+        headers = {"Content-Type": payload.content_type, **self.auth}
+        with self.client.post(
+            self.path,
+            data=payload.body,  # type: ignore[arg-type]  # bytes are sent as they are
+            headers=headers,
+            name=self.name,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                return
+            try:
+                classes = payloads.rest_class_ids(response.content or b"", self.batch)
+            except payloads.AnswerError as error:
+                response.failure(str(error))
+                return
+            ANSWERS.record(self.name, len(classes), payloads.wrong_count(classes, payload.labels))
+
+
+class GrpcUser(_Paced, User):
+    """Calls PredictionService/Predict on one channel per user; fires Locust request events."""
+
+    def on_start(self) -> None:
+        target = self.option("grpc_host", "") or self.host or "localhost:8500"
+        for scheme in ("grpc://", "http://"):
+            target = target.removeprefix(scheme)
+        self.servable = self.option("servable", "cnn")
+        self.batch = int(self.option("batch", 1))
+        self.timeout = float(self.option("timeout", 30))
+        self.name = f"grpc {self.servable} x{self.batch}"
+        options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+        self.channel = grpc.insecure_channel(target.rstrip("/"), options=options)
+        from serving import protos
+
+        self.call = self.channel.unary_unary(
+            PREDICT, request_serializer=None, response_deserializer=protos.PredictResponse.FromString
+        )
+        key = self.option("api_key", "")
+        self.metadata = (("x-api-key", key),) if key else None
+        pool = shared_payloads("grpc", self.servable, self.batch, int(self.option("label_shift", 0)))
+        self.cycle = itertools.cycle(pool[id(self) % len(pool) :] + pool[: id(self) % len(pool)])
+
+    def on_stop(self) -> None:
+        self.channel.close()
+
+    @task
+    def predict(self) -> None:
+        payload = next(self.cycle)
+        started = time.perf_counter()
+        exception: Exception | None = None
+        length = 0
+        try:
+            response = self.call(payload.body, timeout=self.timeout, metadata=self.metadata)
+            length = response.ByteSize()
+            classes = payloads.grpc_class_ids(response, self.batch)
+        except grpc.RpcError as error:
+            exception = RuntimeError(f"{error.code().name}: {error.details()}")
+        except payloads.AnswerError as error:
+            exception = error
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.environment.events.request.fire(
+            request_type="grpc",
+            name=self.name,
+            response_time=elapsed_ms,
+            response_length=length,
+            exception=exception,
+            context={},
+        )
+        if exception is None:
+            ANSWERS.record(self.name, len(classes), payloads.wrong_count(classes, payload.labels))
+
+
+@events.request.add_listener
+def _latency(request_type: str, name: str, response_time: float, exception: Any, **_: Any) -> None:
+    ANSWERS.request(name, response_time, exception is not None)
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: Any) -> None:
+    if environment.web_ui is not None and environment.web_ui.app is not None:
+        environment.web_ui.app.add_url_rule("/answers", "answers", lambda: ANSWERS.summary())
+
+
+@events.test_start.add_listener
+def _reset(**_: Any) -> None:
+    ANSWERS.reset()
+
+
+@events.report_to_master.add_listener
+def _to_master(client_id: str, data: dict[str, Any]) -> None:
+    data["tensorgate_answers"] = ANSWERS.take_counts()
+
+
+@events.worker_report.add_listener
+def _from_worker(client_id: str, data: dict[str, Any]) -> None:
+    ANSWERS.merge_counts(data.get("tensorgate_answers", {}))
+
+
+@events.quitting.add_listener
+def _write(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    summary = ANSWERS.summary()
+    for name, counts in summary["answers"].items():
+        log.info(
+            "answers %s: %d images, %d wrong (%.2f%%)", name, counts["images"], counts["wrong"], counts["wrong_pct"]
+        )
+    prefix = getattr(environment.parsed_options, "csv_prefix", None) if environment.parsed_options else None
+    if prefix:
+        ANSWERS.write(Path(f"{prefix}_answers.json"))

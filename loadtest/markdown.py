@@ -1,0 +1,99 @@
+"""report.md: the machine, the goals (met / missed, plainly), a table per target and step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STEP_COLUMNS = (
+    "users", "req/s", "images/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "Locust p50 / p99 ms",
+    "failures", "wrong %", "server CPU %", "server peak RSS MiB", "Locust CPU %", "other CPU %",
+)  # fmt: skip
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def verdict(goal: dict[str, Any], validity: str) -> str:
+    if goal["met"] is None:
+        return "not measured"
+    word = "met" if goal["met"] else "**missed**"
+    return word if not validity else f"{word} (not evidence: {validity})"
+
+
+def step_row(step: dict[str, Any], duration: float) -> str:
+    def percent(seconds: float) -> float:
+        return 100.0 * seconds / duration
+
+    locust = step.get("locust") or {}
+    servers = step.get("server_cpu_s", {})
+    cpu = ", ".join(f"{name} {percent(value):.0f}" for name, value in servers.items())
+    rss = ", ".join(f"{name} {value:.0f}" for name, value in step.get("server_peak_rss_mib", {}).items())
+    users = f"{step['users']}" + (f" @ {step['target_rps']:.0f} req/s offered" if step.get("target_rps") else "")
+    cells = [
+        users, _f(step["requests_per_s"]), _f(step["images_per_s"], 0), _f(step["p50_ms"], 2), _f(step["p95_ms"], 2),
+        _f(step["p99_ms"], 2), _f(step["max_ms"], 1), f"{_f(locust.get('p50_ms'), 0)} / {_f(locust.get('p99_ms'), 0)}",
+        f"{step['failures']}/{step['requests']}", _f(step.get("wrong_pct"), 2), cpu, rss,
+        _f(percent(step["locust_cpu_s"]), 0), _f(percent(step["other_cpu_s"]), 0),
+    ]  # fmt: skip
+    return "| " + " | ".join(cells) + " |"
+
+
+def render(results: dict[str, Any]) -> str:
+    machine, settings = results["machine"], results["settings"]
+    validity = results.get("validity_note", "")
+    lines = [
+        f"# Load test {results['started']}" + (" (quick)" if settings["quick"] else ""),
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cores_logical']} logical cores "
+        f"({machine['cores_physical']} physical), {machine['memory_gib']} GiB, {machine['os']}, "
+        f"Python {machine['python']}, GPU: {machine['gpu']}. Load average at start "
+        f"{machine['load_average_start']}, at end {machine.get('load_average_end')}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()) + ".",
+        f"Run: {settings['duration_s']:g} s per step, users {settings['users']}, model server batching "
+        f"{'on' if settings['modelserver_batching'] else 'off'}; Locust and every server share these cores.",
+        "",
+        "Validity: " + ("quiet machine, full steps: the verdicts below stand." if not validity else
+                        f"**{validity}: the numbers below are not evidence for or against the goals.**"),
+        "",
+        "## Goals",
+        "",
+        "| goal | measured | threshold | verdict | detail |",
+        "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for goal in results.get("goals", []):
+        lines.append(
+            f"| {goal['goal']} | {_f(goal['value'], 2)} | {goal['threshold']:g} | {verdict(goal, validity)} | "
+            f"{goal['detail']} |"
+        )
+    ceiling = results.get("ceiling") or {}
+    if ceiling:
+        text = f"{ceiling['images_per_s']:,.0f} images/s" if "images_per_s" in ceiling else ceiling.get("error", "")
+        lines += ["", f"In-process ceiling (model server's TensorFlow runtime, batch 64, no server): {text}."]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "Requests, rates and percentiles come from every response time the locustfile recorded (exact); "
+        "Locust's own (whole milliseconds, from its CSV) are shown beside them. "
+        "CPU % is of one core (200% = both cores here) over the step, Locust's including its start; "
+        "'other' is CPU used by processes outside the test.",
+    ]
+    for name, entry in results["targets"].items():
+        lines += ["", f"### {name}", ""]
+        lines.append(
+            f"{entry['server']}, {entry['protocol']}, servable `{entry['servable']}`, payload {entry['payload']}, "
+            f"{entry['batch']} image(s) per request. Status: {entry['status']}."
+        )
+        if entry["status"] != "ok":
+            lines += ["", "```", entry["reason"].strip()[-3000:], "```"]
+            continue
+        lines += ["", "| " + " | ".join(STEP_COLUMNS) + " |", "|" + "---|" * len(STEP_COLUMNS)]
+        steps = entry["steps"] + ([entry["at_70pct"]] if entry.get("at_70pct") else [])
+        lines += [step_row(step, settings["duration_s"]) for step in steps]
+        for step in steps:
+            for message in step.get("failure_messages", []):
+                lines.append(f"\nFailures at {step['users']} users: {message}")
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in results.get("plots", [])]
+    lines += ["", "Raw Locust CSV and HTML per step: `locust/`; server logs: `logs/`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Processes the runner starts: each in its own session with a log file, watched with psutil, and
+stopped as a whole process group (so a server's worker processes never outlive it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+_LIVE: set[Managed] = set()
+
+
+class StartError(Exception):
+    """A process exited or never became ready; the message holds the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Managed:
+    """A child process group. ``stop()`` sends SIGTERM to the group, then SIGKILL after ``grace`` s."""
+
+    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name, self.args, self.log = name, args, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as stream:
+            self.process = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _LIVE.add(self)
+        self.psutil = psutil.Process(self.process.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise StartError(f"{self.name} exited with status {self.process.returncode}:\n{tail(self.log)}")
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            time.sleep(0.25)
+        raise StartError(f"{self.name} not ready after {timeout:.0f} s:\n{tail(self.log)}")
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.psutil, *self.psutil.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def stop(self, grace: float = 10.0) -> None:
+        _LIVE.discard(self)
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
+        # the leader may be gone while its workers still run: the group is what must end
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+def stop_all() -> None:
+    for managed in list(_LIVE):
+        managed.stop(grace=5.0)
+
+
+def cpu_seconds(processes: Iterable[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def rss_bytes(processes: Iterable[psutil.Process]) -> int:
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total
+
+
+class Monitor:
+    """CPU time and peak RSS of named process trees over one measurement, sampled every ``period`` s.
+
+    Children that exit during the measurement take their CPU time with them (psutil cannot see it),
+    so CPU time is the leader's own plus its live children's at the last sample, which is exact for
+    servers whose workers live as long as they do.
+    """
+
+    def __init__(self, groups: dict[str, Managed], period: float = 0.2) -> None:
+        self.groups, self.period = groups, period
+        self.peak_rss: dict[str, int] = dict.fromkeys(groups, 0)
+        self.cpu_start: dict[str, float] = {}
+        self.cpu_last: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._system_start = psutil.cpu_times()
+
+    def __enter__(self) -> Monitor:
+        self.cpu_start = {name: cpu_seconds(group.tree()) for name, group in self.groups.items()}
+        self.cpu_last = dict(self.cpu_start)
+        self._system_start = psutil.cpu_times()
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        for name, group in self.groups.items():
+            processes = group.tree()
+            if processes:
+                self.peak_rss[name] = max(self.peak_rss[name], rss_bytes(processes))
+                self.cpu_last[name] = max(self.cpu_last[name], cpu_seconds(processes))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def __exit__(self, *exc: object) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        end = psutil.cpu_times()
+        busy = sum(
+            getattr(end, f) - getattr(self._system_start, f) for f in ("user", "system", "nice", "irq", "softirq")
+        )
+        self.system_busy_s = busy
+
+    def cpu(self) -> dict[str, float]:
+        return {name: self.cpu_last[name] - self.cpu_start[name] for name in self.groups}
+
+
+def python() -> str:
+    return sys.executable

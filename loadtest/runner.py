@@ -1,0 +1,321 @@
+"""The benchmark run: start each system under test, load it with Locust step by step, stop it.
+
+Targets are grouped by the servers they need (a baseline alone; the model server and the gateway
+together), so each server starts once. A target whose server fails to start, or whose first request
+is not a correct prediction, is recorded as failed with the reason and its log tail; the run goes on.
+Whatever happens (an error, Ctrl-C, SIGTERM), every process the run started is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest import machine, payloads, procs, report
+from loadtest import targets as servers
+from loadtest.targets import API_KEY, CEILING, ENSEMBLE_MEMBERS, TARGETS, Server, Target, latest
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+STEP_OVERHEAD_S = 4.0  # Locust's start and stop around each step, for the time-left estimate
+
+
+@dataclass
+class Settings:
+    repo: Path
+    out: Path
+    targets: list[str]
+    users: list[int]
+    duration: float
+    quick: bool = False
+    modelserver_batching: bool = True
+    start_timeout: float = 240.0
+    cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "tensorgate" / "loadtest")
+    log: Callable[[str], None] = print
+
+
+class Progress:
+    def __init__(self, settings: Settings, steps: int) -> None:
+        self.settings, self.total, self.done = settings, steps, 0
+        self.started = time.monotonic()
+
+    def step(self, target: str, users: int, note: str = "") -> None:
+        self.done += 1
+        left = (self.total - self.done + 1) * (self.settings.duration + STEP_OVERHEAD_S)
+        elapsed = time.monotonic() - self.started
+        self.settings.log(
+            f"[{self.done:>2}/{self.total}] {target:<22} {users:>3} users {note:<8} "
+            f"elapsed {elapsed / 60:4.1f} min, about {left / 60:4.1f} min of load left"
+        )
+
+
+def steps_for(target: Target, users: list[int]) -> list[int]:
+    return [u for u in users if not target.max_users or u <= target.max_users] or [min(users)]
+
+
+def probe(target: Target, server: Server) -> None:
+    """One real request: the target must answer a correctly shaped prediction, else it is not measured."""
+    payload = payloads.build("grpc" if target.protocol == "grpc" else target.payload, target.servable, target.batch, 1)[
+        0
+    ]
+    headers = {"x-api-key": API_KEY} if target.server == "gateway" else {}
+    if target.protocol == "grpc":
+        import grpc
+
+        from serving import protos
+
+        with grpc.insecure_channel(server.grpc) as channel:
+            call = channel.unary_unary(
+                "/tensorflow.serving.PredictionService/Predict",
+                request_serializer=None,
+                response_deserializer=protos.PredictResponse.FromString,
+            )
+            for _ in range(10):
+                answer = call(payload.body, timeout=30, metadata=tuple(headers.items()))
+            payloads.grpc_class_ids(answer, target.batch)
+        return
+    path = payloads.path_for(target.payload, target.servable)
+    for _ in range(10):
+        response = httpx.post(
+            server.rest + path,
+            content=payload.body,
+            headers={"Content-Type": payload.content_type, **headers},
+            timeout=30,
+        )
+        if response.status_code != 200:
+            raise payloads.AnswerError(f"HTTP {response.status_code}: {response.text[:300]}")
+    payloads.rest_class_ids(response.content, target.batch)
+
+
+def locust_step(
+    target: Target,
+    server: Server,
+    watched: dict[str, procs.Managed],
+    users: int,
+    settings: Settings,
+    prefix: Path,
+    target_rps: float = 0.0,
+) -> dict[str, Any]:
+    host = server.grpc if target.protocol == "grpc" else server.rest
+    args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users)]
+    args += ["-t", f"{settings.duration:g}s", "--host", host, "--csv", str(prefix), "--html", f"{prefix}.html"]
+    args += ["--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
+    args += ["--servable", target.servable, "--payload", target.payload, "--batch", str(target.batch)]
+    if target.server == "gateway":
+        args += ["--api-key", API_KEY]
+    if target_rps:
+        args += ["--target-rps", f"{target_rps:.1f}"]
+    locust = procs.Managed("locust", [*args, target.user_class], prefix.with_suffix(".log"))
+    with procs.Monitor({"locust": locust, **watched}) as monitor:
+        try:
+            locust.process.wait(settings.duration + 120)
+        except subprocess.TimeoutExpired:
+            locust.stop()
+            raise RuntimeError(f"Locust did not finish:\n{procs.tail(locust.log)}") from None
+    locust.stop()
+    step = report.read_locust(prefix, target.batch)
+    cpu = monitor.cpu()
+    step.update(
+        users=users,
+        target_rps=target_rps or None,
+        locust_cpu_s=cpu.pop("locust"),
+        locust_peak_rss_mib=monitor.peak_rss.pop("locust") / 2**20,
+        server_cpu_s=cpu,
+        server_peak_rss_mib={name: rss / 2**20 for name, rss in monitor.peak_rss.items() if name != "locust"},
+        system_busy_cpu_s=monitor.system_busy_s,
+    )
+    tracked = step["locust_cpu_s"] + sum(cpu.values())
+    step["other_cpu_s"] = max(0.0, monitor.system_busy_s - tracked)
+    return step
+
+
+class Run:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.out / time.strftime("%Y%m%d-%H%M%S")
+        self.logs, self.raw = self.dir / "logs", self.dir / "locust"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.raw.mkdir(parents=True, exist_ok=True)
+        selected = [TARGETS[name] for name in settings.targets if name in TARGETS]
+        self.selected = selected
+        step_count = sum(len(steps_for(t, settings.users)) for t in selected)
+        step_count += 1 if "gateway-rest" in settings.targets else 0
+        self.progress = Progress(settings, step_count)
+        self.results: dict[str, Any] = {
+            "machine": machine.describe(),
+            "settings": {
+                "repo": str(settings.repo),
+                "targets": settings.targets,
+                "users": settings.users,
+                "duration_s": settings.duration,
+                "quick": settings.quick,
+                "modelserver_batching": settings.modelserver_batching,
+            },
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "targets": {},
+            "ceiling": None,
+        }
+
+    def fail(self, target: Target, status: str, reason: str) -> None:
+        self.settings.log(f"  {target.name}: {status}: {reason.splitlines()[0] if reason else ''}")
+        self.progress.total -= len(steps_for(target, self.settings.users)) + (target.name == "gateway-rest")
+        self.results["targets"][target.name] = {
+            **self.describe(target),
+            "status": status,
+            "reason": reason,
+            "steps": [],
+        }
+
+    @staticmethod
+    def describe(target: Target) -> dict[str, Any]:
+        return {
+            "server": target.server,
+            "protocol": target.protocol,
+            "servable": target.servable,
+            "payload": "protobuf" if target.protocol == "grpc" else target.payload,
+            "batch": target.batch,
+            "group": target.group,
+        }
+
+    def measure(self, target: Target, server: Server, watched: dict[str, procs.Managed]) -> None:
+        try:
+            probe(target, server)
+        except Exception as error:  # any answer that is not a prediction: report it, go on
+            self.fail(target, "failed", f"first request: {error}")
+            return
+        entry: dict[str, Any] = {**self.describe(target), "status": "ok", "reason": "", "steps": []}
+        self.results["targets"][target.name] = entry
+        for users in steps_for(target, self.settings.users):
+            self.progress.step(target.name, users)
+            prefix = self.raw / f"{target.name}-u{users}"
+            entry["steps"].append(locust_step(target, server, watched, users, self.settings, prefix))
+        if target.name == "gateway-rest" and entry["steps"]:
+            peak = max(step["requests_per_s"] for step in entry["steps"])
+            users = max(max(self.settings.users), 8)
+            self.progress.step(target.name, users, "70% load")
+            prefix = self.raw / f"{target.name}-u{users}-70pct"
+            step = locust_step(target, server, watched, users, self.settings, prefix, target_rps=0.7 * peak)
+            entry["at_70pct"] = {**step, "peak_requests_per_s": peak}
+
+    def group(self, names: list[Target], start: Callable[[], dict[str, Server]]) -> None:
+        if not names:
+            return
+        try:
+            started = start()
+        except Exception as error:
+            reason = str(error)
+            for target in names:
+                self.fail(target, "not started", reason)
+            return
+        try:
+            watched = {name: s.managed for name, s in started.items()}
+            for target in names:
+                server = started[target.server]
+                if target.server == "gateway" and target.servable not in self.gateway_servables:
+                    self.fail(target, "skipped", f"no {target.servable} servable in {self.settings.repo}")
+                    continue
+                self.measure(target, server, watched)
+        finally:
+            for server in started.values():
+                server.managed.stop()
+
+    def execute(self) -> Path:
+        settings = self.settings
+        settings.log(f"results: {self.dir}")
+        onnx: Path | None = None
+        needs_onnx = any(t.server in ("handmade", "peer") or t.servable == "cnn_onnx" for t in self.selected)
+        if needs_onnx:
+            try:
+                onnx = servers.onnx_model(settings.repo, settings.cache, self.logs / "tf2onnx.log")
+            except Exception as error:
+                settings.log(f"ONNX model unavailable ({error}); see {self.logs / 'tf2onnx.log'}")
+        self.gateway_servables: set[str] = set()
+        for kind in ("naive", "handmade", "peer"):
+            chosen = [t for t in self.selected if t.server == kind]
+
+            def start_baseline(kind: str = kind) -> dict[str, Server]:
+                if kind != "naive" and onnx is None:
+                    raise RuntimeError("no ONNX model (conversion failed)")
+                settings.log(f"starting {kind}")
+                return {
+                    kind: servers.start_baseline(kind, settings.repo, onnx or Path(), self.logs, settings.start_timeout)
+                }
+
+            self.group(chosen, start_baseline)
+        self.group([t for t in self.selected if t.server in ("modelserver", "gateway")], lambda: self.start_stack(onnx))
+        if CEILING in settings.targets:
+            self.ceiling()
+        return self.dir
+
+    def start_stack(self, onnx: Path | None) -> dict[str, Server]:
+        wanted = {t.servable for t in self.selected if t.server in ("modelserver", "gateway")}
+        if "vote" in wanted:
+            wanted = (wanted - {"vote"}) | set(ENSEMBLE_MEMBERS)
+        if onnx is None:
+            wanted.discard("cnn_onnx")
+        repo, platforms = servers.work_repo(
+            self.settings.repo, onnx or Path("/nonexistent/1/x"), self.dir / "repo", wanted
+        )
+        names = sorted(platforms)
+        self.gateway_servables = set(names) | ({"vote"} if set(ENSEMBLE_MEMBERS) <= set(names) else set())
+        self.settings.log(f"starting model server ({', '.join(names)}) and gateway")
+        timeout = self.settings.start_timeout
+        model_server = servers.start_modelserver(
+            repo / "models.config", names, self.logs, self.settings.modelserver_batching, timeout
+        )
+        try:
+            gateway = servers.start_gateway(repo, model_server.grpc, names, self.logs, timeout)
+        except Exception:
+            model_server.managed.stop()
+            raise
+        return {"modelserver": model_server, "gateway": gateway}
+
+    def ceiling(self) -> None:
+        duration = max(2.0, self.settings.duration)
+        self.settings.log(f"in-process ceiling: the model server's TensorFlow runtime at batch 64, {duration:g} s")
+        model = latest(self.settings.repo / "cnn")
+        command = [sys.executable, "-m", "loadtest.ceiling", "--model", str(model), "--duration", str(duration)]
+        log = self.logs / "ceiling.log"
+        with log.open("wb") as stream:
+            done = subprocess.run(command, cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=stream, timeout=600)
+        try:
+            self.results["ceiling"] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self.results["ceiling"] = {"error": f"exit {done.returncode}: {procs.tail(log)}"}
+
+    def finish(self, interrupted: bool) -> None:
+        self.results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.results["interrupted"] = interrupted
+        self.results["machine"]["load_average_end"] = machine.load_average()
+        report.write(self.results, self.dir)
+        self.settings.log(f"report: {self.dir / 'report.md'}")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(settings: Settings) -> Path:
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    run = Run(settings)
+    interrupted = False
+    try:
+        run.execute()
+    except KeyboardInterrupt:
+        interrupted = True
+        settings.log("interrupted: stopping every process started, writing what was measured")
+    finally:
+        procs.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+        run.finish(interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return run.dir
