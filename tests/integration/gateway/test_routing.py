@@ -20,7 +20,9 @@ BODY = image_instances(100.0)
 
 @pytest.fixture(scope="module")
 def upstreams(tmp_module: Path) -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    main = FakeUpstream(tmp_module, "cnn,cnn_int8,cnn_bad,transformer", shift={"cnn_bad": 1})
+    main = FakeUpstream(
+        tmp_module, "cnn,cnn_int8,cnn_bad,transformer,sleepy", shift={"cnn_bad": 1}, delay={"sleepy": 3.0}
+    )
     lstm = FakeUpstream(tmp_module, "lstm")
     yield main, lstm
     main.stop()
@@ -37,6 +39,7 @@ def gateway(tmp_module: Path, upstreams: tuple[FakeUpstream, FakeUpstream]) -> I
             "cnn": "default",
             "cnn_int8": "default",
             "cnn_bad": "default",
+            "sleepy": "default",
             "transformer": "default",
             "lstm": "side",
         },
@@ -48,6 +51,12 @@ def gateway(tmp_module: Path, upstreams: tuple[FakeUpstream, FakeUpstream]) -> I
         "ensembles": {
             "trio": {"members": ["cnn", "lstm", "transformer"], "voting": "soft", "quorum": 2},
             "pair": {"members": ["cnn", "lstm"], "voting": "weighted", "weights": [2, 1], "quorum": 2},
+            "patient": {
+                "members": ["cnn", "transformer", "sleepy"],
+                "voting": "hard",
+                "quorum": 2,
+                "member_timeout_s": 0.3,
+            },
         },
         "timeouts": {"probe_s": 0.2, "status_poll_s": 0.2},
     }
@@ -127,3 +136,20 @@ def test_ensemble_quorum_degraded_and_lost(gateway: Gateway, upstreams: tuple[Fa
         assert lost.content == error_body("Ensemble 'pair': 1 of 2 members answered; quorum is 2")
     finally:
         lstm.restart()
+
+
+def test_a_member_past_its_deadline_does_not_hold_up_the_answer(gateway: Gateway) -> None:
+    started = time.monotonic()
+    response = gateway.client.post("/v1/classify/patient", json={"image": [[100] * 28] * 28})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["degraded"] is True
+    assert [(m["servable"], m["error"]) for m in answer["members"]] == [
+        ("cnn", None),
+        ("transformer", None),
+        ("sleepy", "Deadline exceeded"),
+    ]
+    assert answer["predictions"][0]["class_id"] == 3
+    assert elapsed < 2.5  # the sleepy member takes 3 s; its 0.3 s deadline ends the wait
+    assert gateway.metric("tensorgate_gateway_ensemble_member_failures_total", ensemble="patient", member="sleepy") == 1
