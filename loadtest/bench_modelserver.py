@@ -98,6 +98,38 @@ class Server:
             self.process.kill()
 
 
+ECHO_SERVER = """
+import asyncio, sys, grpc
+from serving import protos
+async def main():
+    server = grpc.aio.server()
+    answer = protos.PredictResponse()
+    answer.outputs["probabilities"].float_val.extend([0.1] * 10)
+    async def predict(request, context):
+        return answer
+    server.add_generic_rpc_handlers((protos.PREDICTION_SERVICE.handler({"Predict": predict}),))
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+def rpc_ceiling(payload: bytes, clients: int, duration: float) -> dict[str, float]:
+    """The same clients against a Python gRPC server that does nothing: the RPC cost alone."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", ECHO_SERVER, str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        return asyncio.run(closed_loop(port, payload, clients, duration))
+    finally:
+        process.kill()
+        process.wait()
+
+
 def request_bytes(model: str, images: np.ndarray) -> bytes:
     from serving import protos
     from serving.tensors import from_numpy
@@ -178,6 +210,7 @@ def run(repo: Path, duration: float, out: Path) -> dict[str, Any]:
                 "processor": platform.processor() or platform.machine(),
                 "python": platform.python_version(),
                 "gpu": "none",
+                "load_average_at_start": os.getloadavg()[0],
             },
             "duration_s": duration,
             "low_load": {},
@@ -192,6 +225,7 @@ def run(repo: Path, duration: float, out: Path) -> dict[str, Any]:
             results["grpc_batch64"] = {**grpc64, "images_per_s": grpc64["requests_per_s"] * 64}
         finally:
             server.stop()
+        results["rpc_ceiling_32_clients"] = rpc_ceiling(one, 32, duration)
         server = Server(config, ["--enable_batching", f"--batching_parameters_file={batching}"], work / "on.log")
         try:
             results["batching_on_32_clients"] = asyncio.run(closed_loop(server.port, one, 32, duration))
@@ -207,6 +241,7 @@ def run(repo: Path, duration: float, out: Path) -> dict[str, Any]:
             results["grpc_batch64"]["images_per_s"] / results["in_process_batch64_images_per_s"]
         )
         results["models"] = str(repo)
+        results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_report(results, out)
@@ -218,7 +253,8 @@ def markdown(results: dict[str, Any]) -> str:
     off, on = results["batching_off_32_clients"], results["batching_on_32_clients"]
     lines = [
         f"Machine: {machine['cpus']} CPU cores ({machine['processor']}), no GPU, Python {machine['python']}; "
-        f"{results['duration_s']:.0f} s per measurement; models: {results['models']}",
+        f"load average {machine['load_average_at_start']:.1f} at start, {machine['load_average_at_end']:.1f} at end "
+        f"(other work on the machine); {results['duration_s']:.0f} s per measurement; models: {results['models']}",
         "",
         "| measurement | result |",
         "|---|---|",
@@ -227,6 +263,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| 32 gRPC clients, 1 image each, batching on | {on['requests_per_s']:.0f} req/s "
         f"(p50 {on['p50_ms']:.1f} ms, p99 {on['p99_ms']:.1f} ms) |",
         f"| batching on / off | {results['batching_speedup']:.2f}x (goal >= 3x) |",
+        f"| same 32 clients, do-nothing Python gRPC server (RPC ceiling) | "
+        f"{results['rpc_ceiling_32_clients']['requests_per_s']:.0f} req/s |",
         f"| batch 64 over gRPC (2 clients) | {results['grpc_batch64']['images_per_s']:.0f} images/s |",
         f"| batch 64 in-process (same runtime) | {results['in_process_batch64_images_per_s']:.0f} images/s |",
         f"| gRPC / in-process | {results['grpc_vs_in_process'] * 100:.0f}% (goal >= 50%) |",
