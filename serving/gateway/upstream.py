@@ -43,6 +43,8 @@ def channel_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", int(channel.max_reconnect_backoff_s * 1000)),
         ("grpc.enable_retries", 0),  # retries are ours: on another target, within the deadline
+        # A name that resolves to several addresses (a Kubernetes headless Service) spreads over all.
+        ("grpc.lb_policy_name", "round_robin"),
     ]
 
 
