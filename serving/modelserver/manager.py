@@ -176,21 +176,26 @@ class ServableManager:
                     self._reported_empty.add(name)
             else:
                 self._reported_empty.discard(name)
-            for version in sorted(aspired, reverse=True):
-                existing = served.versions.get(version)
-                if existing is not None and (existing.state in (LOADING, AVAILABLE) or existing.error is not None):
-                    continue
+            to_load = []
+            with self._lock:
+                for version in sorted(aspired, reverse=True):
+                    existing = served.versions.get(version)
+                    if existing is not None and (existing.state in (LOADING, AVAILABLE) or existing.error is not None):
+                        continue
+                    platform = served.config.model_platform or "tensorflow"
+                    served.versions[version] = ServableVersion(name, version, on_disk[version], platform)  # START
+                    to_load.append(version)
+            for version in to_load:
                 self._load(served, name, version, on_disk[version])
             self._retire_unaspired(served, aspired)
 
     def _load(self, served: _Served, name: str, version: int, path: Path) -> None:
-        platform = served.config.model_platform or "tensorflow"
-        entry = ServableVersion(name, version, path, platform, state=LOADING)
         with self._lock:
-            served.versions[version] = entry
+            entry = served.versions[version]
+            entry.state = LOADING
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
         try:
-            model = runtimes.load(platform, path, self._options.runtime, self._options.prefer_tflite)
+            model = runtimes.load(entry.platform, path, self._options.runtime, self._options.prefer_tflite)
             entry.model = model
             entry.platform = model.platform
             if self._warmup is not None and self._options.enable_warmup:

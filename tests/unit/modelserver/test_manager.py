@@ -145,3 +145,19 @@ def test_config_file_poll_applies_changes(tmp_path: Path) -> None:
         time.sleep(0.1)
     stop.set()
     assert applied == [["b"]]
+
+
+def test_versions_waiting_to_load_are_start(tmp_path: Path, fake_runtime) -> None:
+    for version in ("1", "2"):
+        (tmp_path / version).mkdir()
+    fake_runtime["2"] = threading.Event()
+    config = config_for(tmp_path)
+    config.model_config_list.config[0].model_version_policy.all.SetInParent()
+    manager = ServableManager(ManagerOptions(), Metrics())
+    loading = threading.Thread(target=manager.set_config, args=(config,))
+    loading.start()
+    time.sleep(0.2)
+    assert manager.status("m") == [(2, LOADING, None), (1, manager_module.START, None)]
+    fake_runtime["2"].set()
+    loading.join(5)
+    assert manager.status("m") == [(2, AVAILABLE, None), (1, AVAILABLE, None)]
