@@ -203,9 +203,7 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], request_format: R
         if not shape:
             raise InvalidInput(f"Tensor name: {name} has no shape information ")
         if batch >= 0 and shape[0] != batch:
-            raise InvalidInput(
-                f"Tensor name: {name} has inconsistent batch size: {shape[0]} expecting: {batch}"
-            )
+            raise InvalidInput(f"Tensor name: {name} has inconsistent batch size: {shape[0]} expecting: {batch}")
         batch = shape[0]
     out.append('{\n    "predictions": [')
     for item in range(batch):
@@ -243,9 +241,7 @@ def encode_regression_results(values: Sequence[float]) -> bytes:
     """``{"results": [v, ...]}`` as TF Serving writes a RegressionResult."""
     if not len(values):
         raise InvalidInput("Cannot convert empty RegressionResults to JSON")
-    return ('{\n    "results": [' + ", ".join(format_decimal(float(v)) for v in values) + "]\n}").encode(
-        "utf-8"
-    )
+    return ('{\n    "results": [' + ", ".join(format_decimal(float(v)) for v in values) + "]\n}").encode("utf-8")
 
 
 def error_body(message: str) -> bytes:
@@ -261,39 +257,57 @@ def error_body_for(error: ServingError) -> bytes:
 
 
 def value_to_string(value: Any, depth: int = 0) -> str:
+    return "".join(_pieces(value, depth))
+
+
+def _pieces(value: Any, depth: int) -> Iterator[str]:
+    """JsonValueToString as a stream of pieces, so a caller can stop early on a large value."""
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if (
-            depth == 0
-            and math.isfinite(value)
-            and abs(value) <= _FLOAT32_MAX
-            and float(np.float32(value)) == value
-        ):
-            return format_decimal(value)
-        if not math.isfinite(value):
-            return format_decimal(value, double=True)
-        return repr(value)
-    if isinstance(value, str):
-        return json_string(value)
-    if isinstance(value, list):
+        yield "true" if value else "false"
+    elif value is None:
+        yield "null"
+    elif isinstance(value, int):
+        yield str(value)
+    elif isinstance(value, float):
+        if depth == 0 and math.isfinite(value) and abs(value) <= _FLOAT32_MAX and float(np.float32(value)) == value:
+            yield format_decimal(value)
+        elif not math.isfinite(value):
+            yield format_decimal(value, double=True)
+        else:
+            yield repr(value)
+    elif isinstance(value, str):
+        yield json_string(value)
+    elif isinstance(value, list | dict):
         if not value:
-            return "[]"
-        items = [_indent(depth + 1) + value_to_string(item, depth + 1) for item in value]
-        return "[" + ",".join(items) + _indent(depth) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        members = [
-            _indent(depth + 1) + json_string(key) + ": " + value_to_string(item, depth + 1)
-            for key, item in value.items()
-        ]
-        return "{" + ",".join(members) + _indent(depth) + "}"
-    return str(value)
+            yield "[]" if isinstance(value, list) else "{}"
+            return
+        yield "[" if isinstance(value, list) else "{"
+        items = value if isinstance(value, list) else value.items()
+        for index, item in enumerate(items):
+            yield ("," if index else "") + _indent(depth + 1)
+            if isinstance(value, dict):
+                yield json_string(item[0]) + ": "
+                item = item[1]
+            yield from _pieces(item, depth + 1)
+        yield _indent(depth) + ("]" if isinstance(value, list) else "}")
+    else:
+        yield str(value)
+
+
+_MAX_ECHO_CHARS = 2048
+
+
+def _document_text(document: Mapping[str, Any]) -> str:
+    """The request echoed in an error, as TF Serving does, cut short so a large body cannot make a large
+    error (TF Serving's own TODO: "Truncate large values")."""
+    pieces: list[str] = []
+    size = 0
+    for piece in _pieces(dict(document), 0):
+        pieces.append(piece)
+        size += len(piece)
+        if size > _MAX_ECHO_CHARS:
+            return "".join(pieces)[:_MAX_ECHO_CHARS] + "..."
+    return "".join(pieces)
 
 
 def _json_type(value: Any) -> str:
@@ -365,7 +379,7 @@ def signature_name_of(document: Mapping[str, Any]) -> str:
     name = document["signature_name"]
     if not isinstance(name, str):
         raise InvalidInput(
-            f"JSON Value: {value_to_string(dict(document))} not formatted correctly. "
+            f"JSON Value: {_document_text(document)} not formatted correctly. "
             "'signature_name' key must be a string value."
         )
     return name
@@ -388,24 +402,18 @@ def decode_predict_request(document: Mapping[str, Any], input_dtypes: Mapping[st
     has_inputs = "inputs" in document
     if has_instances and has_inputs:
         raise InvalidInput(
-            f"JSON Value: {value_to_string(dict(document))} Not formatted correctly expecting only one of "
+            f"JSON Value: {_document_text(document)} Not formatted correctly expecting only one of "
             "'inputs' or 'instances' keys to exist "
         )
     if has_instances:
         instances = document["instances"]
         if not isinstance(instances, list):
-            raise InvalidInput(
-                f"JSON Value: {value_to_string(dict(document))} Excepting 'instances' to be an list/array"
-            )
+            raise InvalidInput(f"JSON Value: {_document_text(document)} Excepting 'instances' to be an list/array")
         if not instances:
-            raise InvalidInput(
-                f"JSON Value: {value_to_string(dict(document))} No values in 'instances' array"
-            )
+            raise InvalidInput(f"JSON Value: {_document_text(document)} No values in 'instances' array")
         return PredictJson(signature_name, _from_instances(instances, input_dtypes), RequestFormat.ROW)
     if has_inputs:
-        return PredictJson(
-            signature_name, _from_inputs(document["inputs"], input_dtypes), RequestFormat.COLUMNAR
-        )
+        return PredictJson(signature_name, _from_inputs(document["inputs"], input_dtypes), RequestFormat.COLUMNAR)
     raise InvalidInput("Missing 'inputs' or 'instances' key")
 
 
@@ -455,8 +463,7 @@ def _from_instances(instances: list[Any], input_dtypes: Mapping[str, int]) -> di
             arrays[name] = _batched(columns[name], input_dtypes[name])
         except _ItemError as error:
             raise InvalidInput(
-                f"Failed to process element: {error.index} key: {name} of 'instances' list. "
-                f"Error: {error.status}"
+                f"Failed to process element: {error.index} key: {name} of 'instances' list. Error: {error.status}"
             ) from None
     return arrays
 
@@ -485,9 +492,7 @@ def _batched(items: list[Any], dtype: int) -> np.ndarray:
         if first_shape is None:
             first_shape, first_size = shape, array.size
         elif array.size != first_size:
-            raise _ItemError(
-                index, f"INVALID_ARGUMENT: Expecting tensor size: {first_size} but got: {array.size}"
-            )
+            raise _ItemError(index, f"INVALID_ARGUMENT: Expecting tensor size: {first_size} but got: {array.size}")
         elif shape != first_shape:
             raise _ItemError(
                 index,
@@ -626,8 +631,7 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, values: list[Any
         raise InvalidInput(f"Encountered list at unexpected level: {level} expected < {rank}")
     if len(value) != shape[level]:
         raise InvalidInput(
-            f"Encountered list at unexpected size: {len(value)} "
-            f"at level: {level} expected size: {shape[level]}"
+            f"Encountered list at unexpected size: {len(value)} at level: {level} expected size: {shape[level]}"
         )
     for item in value:
         _fill(item, level + 1, shape, dtype, values)
@@ -635,8 +639,7 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, values: list[Any
 
 def _type_error(value: Any, dtype: int) -> InvalidInput:
     return InvalidInput(
-        f"JSON Value: {value_to_string(value)} Type: {_json_type(value)} "
-        f"is not of expected type: {type_name(dtype)}"
+        f"JSON Value: {value_to_string(value)} Type: {_json_type(value)} is not of expected type: {type_name(dtype)}"
     )
 
 
@@ -646,9 +649,7 @@ def _scalar(value: Any, dtype: int) -> Any:
         if dtype != DT_STRING:
             raise _type_error(value, dtype)
         if not _is_b64(value):
-            raise InvalidInput(
-                f"JSON Value: {value_to_string(value)} not formatted correctly for base64 data"
-            )
+            raise InvalidInput(f"JSON Value: {value_to_string(value)} not formatted correctly for base64 data")
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError):
@@ -688,9 +689,7 @@ def _scalar(value: Any, dtype: int) -> Any:
 # Classify / regress: JSON examples -> tf.Example protos
 
 
-def decode_examples(
-    document: Mapping[str, Any], method: str = "classify"
-) -> tuple[str, list[Any], Any | None]:
+def decode_examples(document: Mapping[str, Any], method: str = "classify") -> tuple[str, list[Any], Any | None]:
     """FillClassifyRegressRequestFromJson: (signature_name, examples, context or None) as tf.Example
     protos (``serving.protos.Example``)."""
     signature_name = signature_name_of(document)
@@ -699,19 +698,15 @@ def decode_examples(
         context = _example(document["context"])
     if "examples" not in document:
         raise InvalidInput(
-            f"JSON Value: {value_to_string(dict(document))} When "
+            f"JSON Value: {_document_text(document)} When "
             f"method is {method}, key 'examples' is expected "
             "and was not found"
         )
     examples = document["examples"]
     if not isinstance(examples, list):
-        raise InvalidInput(
-            f"JSON Value: {value_to_string(dict(document))} Expecting 'examples' value to be an list/array"
-        )
+        raise InvalidInput(f"JSON Value: {_document_text(document)} Expecting 'examples' value to be an list/array")
     if not examples:
-        raise InvalidInput(
-            f"JSON Value: {value_to_string(dict(document))} 'examples' value is an empty array"
-        )
+        raise InvalidInput(f"JSON Value: {_document_text(document)} 'examples' value is an empty array")
     return signature_name, [_example(item) for item in examples], context
 
 
@@ -733,9 +728,7 @@ def _add_feature_value(value: Any, name: str, feature: Any) -> None:
     def need(kind: str) -> None:
         current = feature.WhichOneof("kind")
         if current is not None and current != kind:
-            raise InvalidInput(
-                f"Unexpected element type in feature: {name} expecting type: {_KINDS[current]}"
-            )
+            raise InvalidInput(f"Unexpected element type in feature: {name} expecting type: {_KINDS[current]}")
 
     if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
         raise InvalidInput(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")

@@ -110,3 +110,12 @@ def test_examples_become_tf_examples() -> None:
 def test_error_body_is_valid_json() -> None:
     assert orjson.loads(restjson.error_body("Missing 'inputs' \"x\"")) == {"error": "Missing 'inputs' \"x\""}
     assert restjson.error_body("x") == b'{\n    "error": "x"\n}'
+
+
+def test_echoed_request_is_cut_short() -> None:
+    body = b'{"instances": [' + b"1.0," * 100000 + b'1.0], "inputs": [1.0]}'
+    with pytest.raises(InvalidInput) as caught:
+        decode(body, {"x": FLOAT})
+    message = caught.value.message
+    assert message.startswith('JSON Value: {\n    "instances": [\n        1.0,')
+    assert len(message) < 2200 and "...Not formatted correctly" in message.replace(" Not", "Not")
