@@ -1,10 +1,10 @@
 """What the gateway knows about servables: where each lives, its labels, and its state upstream.
 
-Servables come from the config (``servables``) or else from the repository's ``models.config`` (TF
-Serving's model_config_list text format). State comes from polling ``GetModelStatus`` on each
-servable's upstream; readiness means every servable has an AVAILABLE version. Labels come from the
-repository when the gateway has one (``assets.extra/model_card.json`` ``labels``, else the SavedModel
-asset ``labels.txt``); otherwise labels are the class numbers.
+Servables come from the config (``servables``) or else from ``model_config_file``, by default the
+repository's ``models.config`` (TF Serving's model_config_list text format). State comes from polling
+``GetModelStatus`` on each servable's upstream; readiness means every servable has an AVAILABLE
+version. Labels come from the repository when the gateway has one (``assets.extra/model_card.json``
+``labels``, else the SavedModel asset ``labels.txt``); otherwise labels are the class numbers.
 """
 
 from __future__ import annotations
@@ -33,16 +33,15 @@ STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "U
 AVAILABLE = 30
 
 
-def servables_from_repo(repo: Path) -> list[str]:
-    """Servable names in ``<repo>/models.config``; empty when there is no such file."""
-    path = repo / "models.config"
+def servables_from_config(path: Path) -> list[str]:
+    """Servable names in a model_config_list file; empty when there is no such file."""
     if not path.is_file():
         return []
     config = protos.ModelServerConfig()
     try:
         text_format.Parse(path.read_text(encoding="utf-8"), config)
     except text_format.ParseError as error:
-        raise ConfigError(f"repo: {path} is not a model_config_list: {error}") from None
+        raise ConfigError(f"model_config_file: {path} is not a model_config_list: {error}") from None
     return [model.name for model in config.model_config_list.config]
 
 
@@ -78,8 +77,9 @@ class Catalog:
         self._pool: UpstreamPool | None = None
         self._metrics = metrics
         self.repo = settings.repo if settings.repo is not None and settings.repo.is_dir() else None
+        config_file = settings.model_config_file or (self.repo / "models.config" if self.repo else None)
         names = dict(settings.servables) or {
-            name: settings.default_upstream for name in (servables_from_repo(self.repo) if self.repo else [])
+            name: settings.default_upstream for name in (servables_from_config(config_file) if config_file else [])
         }
         self.upstream_of: dict[str, str] = names
         self.states: dict[str, ServableState] = {name: ServableState() for name in names}
@@ -118,7 +118,7 @@ class Catalog:
 
     def readiness(self) -> tuple[bool, str]:
         if not self.states:
-            return False, "no servables known: set servables in the config or a repo with models.config"
+            return False, "no servables known: set servables, model_config_file, or a repo with models.config"
         problems = []
         for name, state in self.states.items():
             if not state.available:

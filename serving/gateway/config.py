@@ -137,8 +137,9 @@ class Settings(BaseSettings):
         default_factory=lambda: {DEFAULT_UPSTREAM: UpstreamConfig.model_validate({})}
     )
     servables: dict[str, str] = Field(
-        default_factory=dict, description="servable -> upstream; empty: read <repo>/models.config"
+        default_factory=dict, description="servable -> upstream; empty: read model_config_file"
     )
+    model_config_file: Path | None = Field(None, description="model_config_list to read; default <repo>/models.config")
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     ensembles: dict[str, EnsembleConfig] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=lambda: TimeoutConfig.model_validate({}))

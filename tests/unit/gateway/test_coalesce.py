@@ -28,7 +28,7 @@ def _call(request_id: str, seconds: float = 5.0) -> CallContext:
 class Upstream:
     """Answers y = 2x after a delay; records the rows and request ids of every call."""
 
-    def __init__(self, delay: float = 0.05, fail: Exception | None = None) -> None:
+    def __init__(self, delay: float = 0.3, fail: Exception | None = None) -> None:
         self.delay = delay
         self.fail = fail
         self.calls: list[tuple[int, str]] = []
@@ -47,7 +47,7 @@ class Upstream:
 
 async def _burst(coalescer: Coalescer, upstream: Upstream, values: list[float]) -> list[Any]:
     leader = asyncio.ensure_future(coalescer.predict("cnn", _request(values[0]), _call("r0"), upstream.send))
-    await asyncio.sleep(0.01)  # the leader is in flight
+    await asyncio.sleep(0.05)  # the leader is in flight (for 0.3 s)
     followers = [
         coalescer.predict("cnn", _request(value, rows=2), _call(f"r{i}"), upstream.send)
         for i, value in enumerate(values[1:], start=1)
@@ -81,10 +81,10 @@ def test_refused_batch_is_asked_again_one_by_one_and_other_errors_are_shared() -
 
 def test_a_waiter_keeps_its_own_deadline() -> None:
     async def scenario() -> None:
-        upstream = Upstream(delay=0.3)
+        upstream = Upstream(delay=0.5)
         coalescer = Coalescer(32)
         leader = asyncio.ensure_future(coalescer.predict("cnn", _request(1.0), _call("r0"), upstream.send))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         with pytest.raises(DeadlineExceeded):
             await coalescer.predict("cnn", _request(2.0), _call("r1", seconds=0.1), upstream.send)
         await leader

@@ -65,7 +65,8 @@ def test_a_bad_key_is_named_in_one_line(tmp_path: Path, text: str, line: str) ->
 
 
 def test_references_are_checked_against_the_repository(tmp_path: Path) -> None:
-    (tmp_path / "models.config").write_text('model_config_list { config { name: "cnn" base_path: "/m/cnn" } }\n')
+    config = 'model_config_list { config { name: "cnn" base_path: "/m/cnn" } }\n'
+    (tmp_path / "models.config").write_text(config)
     settings = load_settings(
         None, repo=tmp_path, routes={"canary": {"split": {"cnn": 9, "cnn_int9": 1}}}, grpc_port=None
     )
@@ -73,6 +74,13 @@ def test_references_are_checked_against_the_repository(tmp_path: Path) -> None:
         Gateway(settings)
     assert str(error.value) == "routes.canary: unknown servable 'cnn_int9' (known: ['cnn'])"
     assert list(Gateway(load_settings(None, repo=tmp_path)).catalog.upstream_of) == ["cnn"]
+    variants = tmp_path / "modelserver.config"
+    variants.write_text(config.replace('name: "cnn"', 'name: "cnn_int8"'))
+    settings = load_settings(None, repo=tmp_path, model_config_file=variants)
+    assert list(Gateway(settings).catalog.upstream_of) == ["cnn_int8"]
+    (tmp_path / "broken.config").write_text("model_config_list { nonsense }")
+    with pytest.raises(ConfigError, match=r"^model_config_file: .*broken\.config is not a model_config_list"):
+        Gateway(load_settings(None, model_config_file=tmp_path / "broken.config"))
 
 
 def test_the_process_stops_with_one_line(tmp_path: Path) -> None:
