@@ -91,7 +91,7 @@ def test_full_upstream_queue_answers_429_not_a_pile_up(gateway: Gateway) -> None
     threads = [threading.Thread(target=call) for _ in range(2)]
     for thread in threads:  # one in flight, one queued
         thread.start()
-        time.sleep(0.2)
+        time.sleep(0.3)
     rejected = gateway.client.post("/v1/classify/slow", json={"image": [0] * 784})
     assert rejected.status_code == 429
     assert rejected.text == _error("Upstream for 'slow' is at capacity; retry later")
@@ -132,7 +132,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(gateway: Gateway) -> None
     threads = [threading.Thread(target=rest_call), threading.Thread(target=grpc_call)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)
+    time.sleep(0.6)
     # SIGTERM with both in flight; uvicorn re-raises the signal once everything has drained.
     assert gateway.stop() in (0, -signal.SIGTERM)
     for thread in threads:
