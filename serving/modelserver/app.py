@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from serving.modelserver import config as config_files
+from serving.modelserver import inference
 from serving.modelserver.flags import Flags
 from serving.modelserver.grpc_server import build_server, parse_channel_arguments
 from serving.modelserver.manager import ManagerOptions, ServableManager
@@ -56,6 +57,7 @@ async def serve(flags: Flags) -> None:
     )
     channel_arguments = parse_channel_arguments(flags.grpc_channel_arguments)
 
+    inference.METHOD_NAME_CHECK["enabled"] = flags.enable_signature_method_name_check
     metrics = Metrics()
     executor = ThreadPoolExecutor(max_workers=worker_threads(), thread_name_prefix="model")
     manager_options = ManagerOptions(

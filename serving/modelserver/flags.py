@@ -39,6 +39,7 @@ class Flags:
     num_tflite_interpreters_per_pool: int = 1
     num_tflite_pools: int = 1
     version: bool = False
+    enable_signature_method_name_check: bool = False
     # Not a TF Serving flag: the REST body limit (TF Serving has none; 413 above it).
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     ignored: list[str] = field(default_factory=list)
@@ -62,7 +63,6 @@ IGNORED_FLAGS = {
     "saved_model_tags": "str",
     "grpc_max_threads": "int",
     "remove_unused_fields_from_bundle_metagraph": "bool",
-    "enable_signature_method_name_check": "bool",
     "xla_cpu_compilation_enabled": "bool",
     "enable_profiler": "bool",
     "mixed_precision": "str",

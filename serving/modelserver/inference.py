@@ -124,8 +124,13 @@ def serialized_examples(request_input: Any) -> np.ndarray:
     return array
 
 
+# TF Serving's --enable_signature_method_name_check (default false): TF2 exports write every
+# signature's method_name as predict, so classify / regress do not insist on their own by default.
+METHOD_NAME_CHECK = {"enabled": False}
+
+
 def _check_method(signature: Signature, method: str, kind: str) -> None:
-    if signature.method_name != method:
+    if METHOD_NAME_CHECK["enabled"] and signature.method_name != method:
         raise InvalidInput(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
 
 

@@ -235,16 +235,16 @@ class ModelServer:
             seen.add(signature_name)
             if task.method_name not in (inference.METHODS["classify"], inference.METHODS["regress"]):
                 raise InvalidInput(f"Unsupported signature method_name: {task.method_name}")
-            if signature.method_name != task.method_name:
+            if inference.METHOD_NAME_CHECK["enabled"] and signature.method_name != task.method_name:
                 raise InvalidInput(
                     f"Signature method_name {signature.method_name} does not match task method_name {task.method_name}"
                 )
             plans.append((signature_name, signature))
         response = protos.MultiInferenceResponse()
-        for signature_name, signature in plans:
+        for (signature_name, signature), task in zip(plans, request.tasks, strict=True):
             result = response.results.add()
             inference.fill_model_spec(result.model_spec, entry.model_name, entry.version, signature_name)
-            if signature.method_name == inference.METHODS["classify"]:
+            if task.method_name == inference.METHODS["classify"]:
                 self._classify_into(entry, signature, request.input, result.classification_result)
             else:
                 self._regress_into(entry, signature, request.input, result.regression_result)

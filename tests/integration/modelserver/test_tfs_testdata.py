@@ -113,13 +113,14 @@ def test_rest_second_model_of_good_config(http) -> None:
     assert answer.json() == {"predictions": [3.5, 4.0, 5.5]}
 
 
-def test_rest_classify_and_regress(http) -> None:
+@pytest.mark.parametrize("model", ["half_plus_two", "half_plus_two_tf2"])
+def test_rest_classify_and_regress(http, model: str) -> None:
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
-    classify = http.post("/v1/models/half_plus_two:classify", json=body)
+    classify = http.post(f"/v1/models/{model}:classify", json=body)
     assert classify.status_code == 200
     assert classify.content == b'{\n    "results": [[["", 3.0]]\n    ]\n}'
     body = {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}
-    regress = http.post("/v1/models/half_plus_two:regress", json=body)
+    regress = http.post(f"/v1/models/{model}:regress", json=body)
     assert regress.status_code == 200
     assert regress.content == b'{\n    "results": [3.0]\n}'
 
