@@ -128,6 +128,23 @@ def gateway_settings(text: str, env: Mapping[str, str], file: str) -> tuple[Any,
             return None, [Problem(file, str(error).split(":", 1)[0], f"invalid gateway config: {error}")]
 
 
+def check_gateway_files(settings: Any, mounts: Mapping[str, Path], where: str, repo_known: bool) -> list[Problem]:
+    """The gateway's repo and model_config_file are mounted (and exist once the repository is known)."""
+    problems = []
+    paths = {"repo": settings.repo, "model_config_file": settings.model_config_file}
+    if settings.model_config_file is None and settings.repo is not None:
+        paths["model_config_file"] = settings.repo / "models.config"
+    for key, path in paths.items():
+        if path is None:
+            continue
+        source = host_path(str(path), mounts)
+        if source is None:
+            problems.append(Problem(where, key, f"{path} is not under a mounted volume"))
+        elif repo_known and not source.exists():
+            problems.append(Problem(where, key, f"{path} is {display(source)}, which does not exist"))
+    return problems
+
+
 def host_path(container_path: str, mounts: Mapping[str, Path]) -> Path | None:
     """The host (or repository) path behind a container path, through the longest matching mount."""
     best = None

@@ -14,6 +14,7 @@ from deploy.checks.common import (
     MODELS_MOUNT,
     ROOT,
     Problem,
+    check_gateway_files,
     check_server_flags,
     dig,
     display,
@@ -164,6 +165,7 @@ def check_compose(compose_path: Path, env: Mapping[str, str], repo_known: bool =
             elif port != grpc_ports[names[host]]:
                 message = f"port {port} is not {names[host]}'s gRPC --port {grpc_ports[names[host]]}"
                 problems.append(Problem(where, key, message))
+    problems += check_gateway_files(settings, mounts["gateway"][0], where, repo_known)
     problems += _check_prometheus(services, mounts, names, service_ports, metrics_paths, file, repo_known)
     problems += _check_locust(services, settings, file)
     return problems

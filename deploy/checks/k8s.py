@@ -11,6 +11,7 @@ import yaml
 from deploy.checks.common import (
     MODELS_MOUNT,
     Problem,
+    check_gateway_files,
     check_server_flags,
     dig,
     display,
@@ -137,7 +138,7 @@ def check_k8s(directory: Path, repo: Path | None = None) -> list[Problem]:
     if problems:
         return problems
     problems += _check_tfserving(manifests, repo)
-    problems += _check_gateway(manifests)
+    problems += _check_gateway(manifests, repo)
     problems += _check_locust(manifests)
     return problems
 
@@ -233,7 +234,7 @@ def _check_tfserving(manifests: Manifests, repo: Path | None) -> list[Problem]:
     return problems
 
 
-def _check_gateway(manifests: Manifests) -> list[Problem]:
+def _check_gateway(manifests: Manifests, repo: Path | None) -> list[Problem]:
     file, document = manifests.find("Deployment", "gateway") or ("", {})
     container = document["spec"]["template"]["spec"]["containers"][0]
     key = "Deployment/gateway.spec.template.spec.containers[0]"
@@ -257,6 +258,13 @@ def _check_gateway(manifests: Manifests) -> list[Problem]:
         if get.get("path") != path or ports.get(get.get("port", "")) != settings.http_port:
             message = f"must be httpGet {path} on the gateway's http_port {settings.http_port}"
             problems.append(Problem(file, f"{key}.{probe}", message))
+    volumes = {volume["name"]: volume for volume in dig(document, "spec.template.spec.volumes") or []}
+    claims = {
+        mount["mountPath"]: repo or Path(MODELS_MOUNT)
+        for mount in container.get("volumeMounts") or []
+        if "persistentVolumeClaim" in volumes.get(mount["name"], {})
+    }
+    problems += check_gateway_files(settings, claims, where, repo is not None)
     for upstream, upstream_config in settings.upstreams.items():
         for index, target in enumerate(upstream_config.targets):
             host, port = split_target(target)

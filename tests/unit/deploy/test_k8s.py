@@ -147,13 +147,8 @@ def test_missing_field_unlisted_file_and_selector_are_named(deploy_copy: Path) -
     assert problems == [f"{k8s}/locust.yaml: Service/locust-master.spec.selector: selects 0 Deployments, not 1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/gateway/upstream.py opens channels with grpc's default pick_first policy, so one gateway pod "
-    "sends everything to one TF Serving pod behind the headless Service (issue 5's code: needs "
-    "('grpc.lb_policy_name', 'round_robin') in channel_options)",
-)
 def test_gateway_spreads_calls_over_the_headless_service() -> None:
+    """One DNS name, several pods: the gateway's channels must balance over every address it resolves."""
     from serving.gateway.config import Settings
     from serving.gateway.upstream import channel_options
 
