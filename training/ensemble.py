@@ -85,7 +85,7 @@ def train_ensemble(data: Dataset, repo: Path, seed: int, test_size: int | None) 
         for index, name in enumerate(MEMBERS)
     }
     seconds = time.monotonic() - started
-    card = {
+    card: dict[str, Any] = {
         "name": "ensemble",
         "kind": "ensemble",
         "members": [{"name": name, "version": version} for name, (_, version, _) in zip(MEMBERS, loaded, strict=True)],

@@ -160,7 +160,7 @@ def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: in
     predicted = probabilities.argmax(axis=1)
     test_accuracy = float((predicted == y_test).mean())
     seconds = time.monotonic() - started
-    card = {
+    card: dict[str, Any] = {
         "name": name,
         "kind": "member",
         "dataset": {
