@@ -28,6 +28,7 @@ from deploy.checks.common import (
 
 SERVICES = ("tfserving", "modelserver", "gateway", "prometheus", "locust-master", "locust-worker")
 UPSTREAMS = ("tfserving", "modelserver")
+GATEWAY_HEALTHCHECK_PORT = 8000  # the gateway image's HEALTHCHECK: $TENSORGATE_HTTP_PORT, else 8000
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|\$\$")
 
 
@@ -201,6 +202,9 @@ def _gateway(service: Mapping[str, Any], mounts: Mapping[str, Path], file: str) 
             if port is not None and port not in published:
                 message = f"the gateway's {key} {port} ({display(source)}) is not published"
                 problems.append(Problem(file, "services.gateway.ports", message))
+        if settings.http_port != GATEWAY_HEALTHCHECK_PORT and "TENSORGATE_HTTP_PORT" not in _environment(service):
+            message = f"http_port {settings.http_port} needs TENSORGATE_HTTP_PORT set for the image's HEALTHCHECK"
+            problems.append(Problem(file, "services.gateway.environment", message))
     return settings, problems, where
 
 
