@@ -21,6 +21,8 @@ pytest.importorskip("dockerfile", reason="pip install dockerfile (buildkit's Doc
 
 from deploy.checks.dockerfile import parse_stages
 
+pytestmark = pytest.mark.slow  # starts processes
+
 
 def _healthcheck(target: str) -> list[str]:
     stage = next(stage for stage in parse_stages(ROOT / "Dockerfile") if stage.name == target)
