@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: run test lint format venv data protos clean-models
 
 run: venv data
-	$(PY) -m training.quickstart --repo $(REPO)
+	$(PY) -m serving.stack --repo $(REPO)
 
 test: venv data lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,170 @@
+"""python -m serving.stack: the whole embedded stack on one machine (what `make run` starts).
+
+Trains the quick models when the repository lacks them, exports them (idempotent: existing variants
+are verified, not rebuilt), starts the model server (gRPC 8500, REST 8501) and the gateway (HTTP 8000,
+gRPC 8001), waits until the gateway is ready, prints example calls and serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+MODELS = ("cnn", "lstm", "transformer", "ensemble")
+
+
+def _has_versions(path: Path) -> bool:
+    return path.is_dir() and any(p.name.isdigit() for p in path.iterdir())
+
+
+def _step(title: str, command: list[str]) -> None:
+    print(f"\n==> {title}\n    {' '.join(command)}", flush=True)
+    completed = subprocess.run(command, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"error: step '{title}' failed with exit code {completed.returncode}; see its output above")
+
+
+def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise SystemExit(f"error: {process.args!r} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            last = f"{error.code} {error.read().decode(errors='replace')[:200]}"
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.5)
+    raise SystemExit(f"error: the gateway was not ready after {timeout_s:.0f}s ({url}: {last})")
+
+
+def examples(http_port: int, grpc_port: int) -> str:
+    base = f"http://localhost:{http_port}"
+    return f"""
+Ready. Try:
+  curl -s {base}/v1/models                                   # servables, versions, states
+  curl -s {base}/v1/models/cnn                               # TF Serving model status
+  curl -s {base}/v1/models/cnn/metadata                      # signatures
+  python -c "import json; print(json.dumps({{'instances': [[[[0.0]]*28]*28]}}))" > /tmp/one.json
+  curl -s -X POST {base}/v1/models/cnn:predict -d @/tmp/one.json   # TF Serving REST predict
+  curl -s -X POST {base}/v1/classify/cnn -F file=@shirt.png        # friendly API (see docs/gateway.md)
+  curl -s {base}/metrics | head                              # Prometheus
+gRPC (TF Serving's PredictionService on :{grpc_port}, no TensorFlow needed on the client):
+  python - <<'PY'
+import grpc, numpy as np
+from serving import protos, tensors
+stub = protos.PREDICTION_SERVICE.stub(grpc.insecure_channel("localhost:{grpc_port}"))
+request = protos.PredictRequest()
+request.model_spec.name = "cnn"
+tensors.from_numpy(np.zeros((1, 28, 28, 1), np.float32), request.inputs["image"])
+print(tensors.to_numpy(stub.Predict(request, timeout=10).outputs["class_id"]))
+PY
+Ctrl-C stops both servers."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path(os.environ.get("TENSORGATE_REPO", "models")))
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--modelserver-port", type=int, default=8500)
+    parser.add_argument("--modelserver-rest-port", type=int, default=8501)
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--no-serve", action="store_true", help="train and export, then exit")
+    args = parser.parse_args(argv)
+    repo: Path = args.repo
+    python = sys.executable
+
+    missing = [name for name in MODELS if not _has_versions(repo / name)]
+    if missing:
+        _step(
+            f"training quick models ({', '.join(missing)} missing in {repo})",
+            [python, "-m", "training", "--model", "all", "--profile", "quick", "--repo", str(repo)],
+        )
+    else:
+        print(f"==> models present in {repo}: {', '.join(MODELS)} (train more with python -m training)")
+    _step(
+        "exporting variants and TF Serving configs (existing variants are verified, not rebuilt)",
+        [
+            python,
+            "-m",
+            "export",
+            "--repo",
+            str(repo),
+            "--test-size",
+            "1000",
+            "--latency-runs",
+            "50",
+            "--throughput-runs",
+            "5",
+        ],
+    )
+    evaluation = repo / "export_report.md"
+    if evaluation.is_file():
+        print(f"    report: {evaluation}")
+    if args.no_serve:
+        return 0
+
+    modelserver = [
+        python,
+        "-m",
+        "serving.modelserver",
+        f"--port={args.modelserver_port}",
+        f"--rest_api_port={args.modelserver_rest_port}",
+        f"--model_config_file={repo / 'modelserver.config'}",
+        "--enable_batching",
+        f"--batching_parameters_file={repo / 'batching_parameters.txt'}",
+        f"--monitoring_config_file={repo / 'monitoring.config'}",
+        "--file_system_poll_wait_seconds=5",
+    ]
+    gateway = [
+        python,
+        "-m",
+        "serving.gateway",
+        "--repo",
+        str(repo),
+        "--port",
+        str(args.http_port),
+        "--grpc-port",
+        str(args.grpc_port),
+        "--upstream",
+        f"localhost:{args.modelserver_port}",
+    ]
+    environment = {**os.environ, "TENSORGATE_MODEL_CONFIG_FILE": str(repo / "modelserver.config")}
+    print(f"\n==> starting the model server\n    {' '.join(modelserver)}", flush=True)
+    processes = [subprocess.Popen(modelserver)]
+    try:
+        print(f"==> starting the gateway\n    {' '.join(gateway)}", flush=True)
+        processes.append(subprocess.Popen(gateway, env=environment))
+        _wait_ready(f"http://localhost:{args.http_port}/readyz", processes, args.ready_timeout)
+        print(examples(args.http_port, args.grpc_port), flush=True)
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
