@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "tensorgate" / "loadtest")
     parser.add_argument("--no-modelserver-batching", action="store_true", help="model server without --enable_batching")
+    parser.add_argument("--profile", action="store_true", help="py-spy the servers at gateway-rest/-grpc's top step")
     parser.add_argument("--start-timeout", type=duration, default=240.0, help="per server (default 240s)")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         modelserver_batching=not args.no_modelserver_batching,
         start_timeout=args.start_timeout,
+        profile=args.profile,
         cache=args.cache,
         log=lambda line: print(line, flush=True),
     )

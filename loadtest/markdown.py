@@ -94,6 +94,12 @@ def render(results: dict[str, Any]) -> str:
         for step in steps:
             for message in step.get("failure_messages", []):
                 lines.append(f"\nFailures at {step['users']} users: {message}")
+    for name, entry in results["targets"].items():
+        if entry.get("profile"):
+            lines += ["", f"## Profile: {name} at {entry['profile']['users']} users (py-spy, 100 Hz)", ""]
+            for server, text in entry["profile"].items():
+                if server != "users":
+                    lines += [f"**{server}**", "", text, ""]
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in results.get("plots", [])]
     lines += ["", "Raw Locust CSV and HTML per step: `locust/`; server logs: `logs/`.", ""]
     return "\n".join(lines)

@@ -17,7 +17,9 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_ENV = "TENSORGATE_LOADTEST_RUN"  # set in every child's environment: the run that started it
 _LIVE: set[Managed] = set()
+run_mark = ""
 
 
 class StartError(Exception):
@@ -47,7 +49,7 @@ class Managed:
             self.process = subprocess.Popen(
                 args,
                 cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", RUN_ENV: run_mark, **(env or {})},
                 stdout=stream,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -20,12 +20,13 @@ from typing import Any
 
 import httpx
 
-from loadtest import machine, payloads, procs, report
+from loadtest import machine, payloads, procs, profile, report
 from loadtest import targets as servers
 from loadtest.targets import API_KEY, CEILING, ENSEMBLE_MEMBERS, TARGETS, Server, Target, latest
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STEP_OVERHEAD_S = 4.0  # Locust's start and stop around each step, for the time-left estimate
+PROFILED = ("gateway-rest", "gateway-grpc")  # with --profile: py-spy on every server at their largest step
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Settings:
     quick: bool = False
     modelserver_batching: bool = True
     start_timeout: float = 240.0
+    profile: bool = False
     cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "tensorgate" / "loadtest")
     log: Callable[[str], None] = print
 
@@ -141,7 +143,12 @@ class Run:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = settings.out / time.strftime("%Y%m%d-%H%M%S")
+        suffix = 1
+        while self.dir.exists():
+            suffix += 1
+            self.dir = settings.out / f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
         self.logs, self.raw = self.dir / "logs", self.dir / "locust"
+        procs.run_mark = str(self.dir)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.raw.mkdir(parents=True, exist_ok=True)
         selected = [TARGETS[name] for name in settings.targets if name in TARGETS]
@@ -158,6 +165,7 @@ class Run:
                 "duration_s": settings.duration,
                 "quick": settings.quick,
                 "modelserver_batching": settings.modelserver_batching,
+                "profile": settings.profile,
             },
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "targets": {},
@@ -193,10 +201,15 @@ class Run:
             return
         entry: dict[str, Any] = {**self.describe(target), "status": "ok", "reason": "", "steps": []}
         self.results["targets"][target.name] = entry
-        for users in steps_for(target, self.settings.users):
+        steps = steps_for(target, self.settings.users)
+        for users in steps:
             self.progress.step(target.name, users)
             prefix = self.raw / f"{target.name}-u{users}"
+            profiling = self.settings.profile and target.name in PROFILED and users == steps[-1]
+            samplers = self.start_profiles(watched, prefix) if profiling else {}
             entry["steps"].append(locust_step(target, server, watched, users, self.settings, prefix))
+            if samplers:
+                entry["profile"] = {"users": users, **self.finish_profiles(samplers)}
         if target.name == "gateway-rest" and entry["steps"]:
             peak = max(step["requests_per_s"] for step in entry["steps"])
             users = max(max(self.settings.users), 8)
@@ -204,6 +217,29 @@ class Run:
             prefix = self.raw / f"{target.name}-u{users}-70pct"
             step = locust_step(target, server, watched, users, self.settings, prefix, target_rps=0.7 * peak)
             entry["at_70pct"] = {**step, "peak_requests_per_s": peak}
+
+    def start_profiles(self, watched: dict[str, procs.Managed], prefix: Path) -> dict[str, tuple[Any, Path]]:
+        samplers = {}
+        for name, managed in watched.items():
+            raw = prefix.parent.parent / "profiles" / f"{prefix.name}-{name}.txt"
+            raw.parent.mkdir(exist_ok=True)
+            sampler = profile.start(name, managed.pid, self.settings.duration, raw)
+            if sampler is None:
+                self.settings.log("  --profile: py-spy is not installed (pip install py-spy); no profile")
+                return {}
+            samplers[name] = (sampler, raw)
+        return samplers
+
+    def finish_profiles(self, samplers: dict[str, tuple[Any, Path]]) -> dict[str, str]:
+        summaries = {}
+        for name, (sampler, raw) in samplers.items():
+            try:
+                sampler.process.wait(30)
+            except subprocess.TimeoutExpired:
+                sampler.stop()
+            sampler.stop()
+            summaries[name] = profile.summarise(raw) if raw.is_file() else f"no profile: {procs.tail(sampler.log, 5)}"
+        return summaries
 
     def group(self, names: list[Target], start: Callable[[], dict[str, Server]]) -> None:
         if not names:

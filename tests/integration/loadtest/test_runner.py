@@ -1,0 +1,124 @@
+"""``python -m loadtest`` end to end: the quick run writes every file and its numbers parse back; a
+target that cannot start is reported and the run goes on; Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loadtest import report
+from loadtest.procs import ROOT, RUN_ENV
+from loadtest.targets import ALL_NAMES, TARGETS
+
+pytestmark = pytest.mark.slow
+
+
+def loadtest(out: Path, repo: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "loadtest", "--repo", str(repo), "--out", str(out), *options]
+
+
+def processes_of(run: Path) -> list[psutil.Process]:
+    """Processes the run started (each carries the run's directory in its environment)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(RUN_ENV) == str(run):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def only_run(out: Path) -> Path:
+    runs = list(out.iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_quick_run_writes_every_file_and_the_numbers_parse_back(quick_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(loadtest(out, quick_repo, "--quick"), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[ 1/" in done.stdout and "min of load left" in done.stdout  # progress lines
+    run = only_run(out)
+    results = report.load(run)
+    assert {"report.json", "report.md", "latency_vs_throughput.png", "peak_throughput.png"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert results["valid"] is False and results["validity_note"] == "quick run (seconds per step)"
+    assert set(results["targets"]) == set(TARGETS)
+    for name, entry in results["targets"].items():
+        if name == "gateway-rest-int8" and not (quick_repo / "cnn_int8").is_dir():
+            assert entry["status"] == "skipped"
+            continue
+        assert entry["status"] == "ok", (name, entry["reason"])
+        for step in entry["steps"]:
+            prefix = run / "locust" / f"{name}-u{step['users']}"
+            assert Path(f"{prefix}.html").is_file() and Path(f"{prefix}_stats.csv").is_file()
+            assert step["requests"] > 0 and step["failures"] == 0, (name, step.get("failure_messages"))
+            assert step["locust_cpu_s"] > 0 and all(v > 0 for v in step["server_peak_rss_mib"].values())
+            rows = list(csv.DictReader(Path(f"{prefix}_stats.csv").read_text().splitlines()))
+            assert rows[-1]["Name"] == "Aggregated"
+    assert results["targets"]["gateway-rest"]["at_70pct"]["target_rps"] > 0
+    assert results["ceiling"]["images_per_s"] > 0
+    assert [goal["id"] for goal in results["goals"]][:2] == ["gateway_vs_handmade", "gateway_vs_naive"]
+    handmade = results["goals"][0]
+    assert handmade["value"] == pytest.approx(
+        max(s["requests_per_s"] for s in results["targets"]["gateway-rest"]["steps"])
+        / max(s["requests_per_s"] for s in results["targets"]["handmade"]["steps"])
+    )
+    text = (run / "report.md").read_text()
+    step = results["targets"]["handmade"]["steps"][0]
+    assert f"| {step['users']} | {step['requests_per_s']:,.1f} | {step['images_per_s']:,.0f} |" in text
+    assert "not evidence" in text and results["machine"]["cpu_model"] in text
+    assert not processes_of(run), "a process started by the run is still alive"
+
+
+def test_a_target_that_cannot_start_is_reported_and_the_run_goes_on(quick_repo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(quick_repo / "cnn", repo / "cnn")
+    for version in (repo / "cnn").iterdir():
+        (version / "assets.extra" / "keras_model.keras").write_bytes(b"not a keras file")
+    out = tmp_path / "results"
+    command = loadtest(out, repo, "--quick", "--targets", "naive,handmade")
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = report.load(only_run(out))
+    naive = results["targets"]["naive"]
+    assert naive["status"] == "not started"
+    assert "naive exited with status" in naive["reason"] and "Traceback" in naive["reason"]  # the log tail
+    assert results["targets"]["handmade"]["status"] == "ok"
+    assert "naive exited with status" in (only_run(out) / "report.md").read_text()
+
+
+def test_ctrl_c_stops_every_process_it_started(quick_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = loadtest(out, quick_repo, "--targets", "handmade", "--users", "2", "--duration", "60s")
+    runner = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    deadline = time.monotonic() + 300
+    for line in runner.stdout:
+        if line.startswith("[ 1/"):
+            break
+        assert time.monotonic() < deadline
+    time.sleep(3)  # Locust and the server are both running now
+    run = only_run(out)
+    assert len(processes_of(run)) >= 2
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(60) == 130
+    assert not processes_of(run)
+    results = report.load(run)
+    assert results["interrupted"] is True
+    assert "handmade" in results["targets"]
+
+
+def test_every_target_is_known_to_the_command_line() -> None:
+    assert set(TARGETS) < set(ALL_NAMES)
