@@ -78,6 +78,8 @@ class SavedModel(Model):
         self._path = path
         self._eager: Any = None  # tf.saved_model.load's object, once the session cannot run this model
         self._eager_lock = threading.Lock()
+        self._frozen: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
+        self._config = config
         self._probe()
 
     def _probe(self) -> None:
@@ -127,37 +129,81 @@ class SavedModel(Model):
 
     def _switch_to_eager(self, message: str) -> None:
         """Keras 3 models saved inside a tf.Module hold variables that a TF1 session (and so
-        tensorflow_model_server, see tensorflow/serving#2226) cannot find. Such a model is served
-        through tf.saved_model.load's signature functions instead, and the log says so."""
+        tensorflow_model_server, see tensorflow/serving#2226) cannot find. Such a model is loaded with
+        tf.saved_model.load; each signature function is frozen (variables folded into constants) and
+        run in a session of its own graph, which costs less per call than calling the function
+        eagerly; a signature that cannot be frozen is called eagerly. The log says so, once."""
         with self._eager_lock:
-            if self._eager is None:
-                log.warning(
-                    "SavedModel %s cannot run in a TF1 session (%s); tensorflow_model_server fails on it the same "
-                    "way (tensorflow/serving#2226). Serving it through tf.saved_model.load instead.",
-                    self._path,
-                    message.split(".")[0],
-                )
-                self._eager = self._tf.saved_model.load(str(self._path))
+            if self._eager is not None:
+                return
+            log.warning(
+                "SavedModel %s cannot run in a TF1 session (%s); tensorflow_model_server fails on it the same "
+                "way (tensorflow/serving#2226). Serving it through tf.saved_model.load instead.",
+                self._path,
+                message.split(".")[0],
+            )
+            loaded = self._tf.saved_model.load(str(self._path))
+            self._frozen = self._freeze(loaded)
+            self._eager = loaded
+
+    def _freeze(self, loaded: Any) -> dict[str, tuple[Any, dict[str, Any], dict[str, Any]]]:
+        """signature name -> (session, {input alias: TF_Output}, {output alias: TF_Output})."""
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        tf = self._tf
+        frozen: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
+        for name in list(loaded.signatures.keys()):
+            function = loaded.signatures[name]
+            try:
+                constant = convert_variables_to_constants_v2(function)
+                graph = tf.Graph()
+                with graph.as_default():
+                    tf.graph_util.import_graph_def(constant.graph.as_graph_def(), name="")
+                input_specs = function.structured_input_signature[1]
+                inputs = {
+                    alias: graph.get_tensor_by_name(f"{spec.name}:0")._as_tf_output()
+                    for alias, spec in input_specs.items()
+                }
+                aliases = sorted(function.structured_outputs)  # the order tf.nest flattens a dict in
+                outputs = {
+                    alias: graph.get_tensor_by_name(tensor.name)._as_tf_output()
+                    for alias, tensor in zip(aliases, constant.outputs, strict=True)
+                }
+            except Exception as error:  # freezing is an optimisation; the eager call still works
+                log.warning("Signature %s of %s is called eagerly (cannot freeze it: %s)", name, self._path, error)
+                continue
+            session = tf.compat.v1.Session(graph=graph, config=self._config)
+            frozen[name] = (session, inputs, outputs)
+        return frozen
 
     def _predict_eager(
         self, signature: Signature, inputs: Mapping[str, np.ndarray], output_aliases: Sequence[str]
     ) -> dict[str, np.ndarray]:
         tf = self._tf
-        function = self._eager.signatures[signature.name]
-        arguments = {}
+        values = {}
         for alias in signature.inputs:
             value = inputs.get(alias)
-            arguments[alias] = tf.constant(signature.defaults[alias] if value is None else value)
+            values[alias] = signature.defaults[alias] if value is None else value
+        frozen = self._frozen.get(signature.name)
         try:
-            results = function(**arguments)
+            if frozen is not None:
+                session, feeds, fetches = frozen
+                results = session._call_tf_sessionrun(
+                    None, {feeds[a]: v for a, v in values.items()}, [fetches[a] for a in output_aliases], [], None
+                )
+                return {alias: np.asarray(r) for alias, r in zip(output_aliases, results, strict=True)}
+            function = self._eager.signatures[signature.name]
+            outputs = function(**{alias: tf.constant(value) for alias, value in values.items()})
         except tf.errors.OpError as error:
             raise _serving_error(error) from None
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, KeyError) as error:
             raise InvalidInput(str(error).split("\n")[0]) from None
-        return {alias: results[alias].numpy() for alias in output_aliases}
+        return {alias: outputs[alias].numpy() for alias in output_aliases}
 
     def close(self) -> None:
         self._session.close()
+        for session, _, _ in self._frozen.values():
+            session.close()
 
 
 def _serving_error(error: Any) -> ServingError:

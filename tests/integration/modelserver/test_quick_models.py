@@ -75,3 +75,25 @@ def test_rest_answers_match_grpc(server: RunningServer) -> None:
             assert [p["class_id"] for p in rows.json()["predictions"]] == columns.json()["outputs"]["class_id"]
             status = client.get(f"/v1/models/{model}").json()["model_version_status"][0]
             assert (status["version"], status["state"]) == ("1", "AVAILABLE")
+
+
+def test_image_bytes_signature_agrees_with_image(server: RunningServer) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    images = sample_images(3)
+    pngs = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image[:, :, 0].astype(np.uint8)).save(buffer, format="PNG")
+        pngs.append({"b64": base64.b64encode(buffer.getvalue()).decode()})
+    with httpx.Client(base_url=server.rest, timeout=60) as client:
+        for model in MODELS:
+            direct = client.post(f"/v1/models/{model}:predict", json={"instances": images.tolist()}).json()
+            body = {"signature_name": "serving_bytes", "instances": pngs}
+            decoded = client.post(f"/v1/models/{model}:predict", json=body)
+            assert decoded.status_code == 200, decoded.text
+            got = [p["class_id"] for p in decoded.json()["predictions"]]
+            assert got == [p["class_id"] for p in direct["predictions"]], model
