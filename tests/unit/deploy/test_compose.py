@@ -15,7 +15,7 @@ import yaml
 
 from deploy.checks.common import ROOT
 from deploy.checks.compose import check_compose, default_env, interpolate
-from deploy.checks.k8s import check_k8s
+from deploy.checks.k8s import Manifests, check_k8s
 from tests.unit.deploy.conftest import needs_locustfile
 
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
@@ -189,3 +189,16 @@ def test_every_mounted_file_exists_after_a_real_export(quick_repo: Path, tmp_pat
     assert (repo / "models.config").is_file(), result.stdout + result.stderr
     assert _problems(COMPOSE, repo) == [], result.stdout + result.stderr
     assert [str(problem) for problem in check_k8s(ROOT / "deploy" / "k8s", repo)] == []
+
+
+def test_model_server_parses_the_tf_serving_command_lines() -> None:
+    """Our model server takes tensorflow_model_server's command line, so it vets the flags' names and values."""
+    from serving.modelserver import flags
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    _, tfserving = Manifests(ROOT / "deploy" / "k8s").find("Deployment", "tfserving") or ("", {})
+    k8s_arguments = tfserving["spec"]["template"]["spec"]["containers"][0]["args"]
+    for arguments in (services["tfserving"]["command"], services["modelserver"]["command"], k8s_arguments):
+        parsed = flags.parse(arguments)
+        assert (parsed.port, parsed.rest_api_port, parsed.enable_batching) == (8500, 8501, True)
+        assert parsed.monitoring_config_file == "/models/monitoring.config"
