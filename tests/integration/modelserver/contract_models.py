@@ -57,7 +57,11 @@ def build_savedmodel(directory: Path, seed: int) -> None:
 def build_tflite(saved_model: Path, target: Path) -> None:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
+    # From the loaded signature function, not from_saved_model: for Keras 3 models saved inside a
+    # tf.Module, from_saved_model loses the variables (the model answers NaN).
+    loaded = tf.saved_model.load(str(saved_model))
+    function = loaded.signatures["serving_default"]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.tflite").write_bytes(converter.convert())
 
