@@ -15,6 +15,7 @@ The ensemble's vote is rebuilt with tf.argmax: Keras' argmax emits BitwiseAnd, w
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 from export.variants import ExportError
 
 TFLITE_FORMATS = ("dynamic", "fp16", "int8")
+KERAS_FILE = "assets.extra/keras_model.keras"
 
 
 def convert(saved_model: Path, format_name: str, calibration: np.ndarray) -> bytes:
@@ -67,17 +69,35 @@ def write(saved_model: Path, format_name: str, calibration: np.ndarray, destinat
     """Convert into ``destination/model.tflite``. ``scratch`` (one per export run) keeps the unrolled
     SavedModel of a recurrent model, so its three TFLite variants rebuild it once."""
     unrolled = scratch / f"{saved_model.parent.name}-{saved_model.name}-unrolled"
-    if unrolled.is_dir():
-        model = convert(unrolled, format_name, calibration)
-    else:
-        try:
-            model = convert(saved_model, format_name, calibration)
-        except ExportError as error:
-            if "TensorList" not in str(error):
-                raise
-            save_unrolled(saved_model, unrolled)
-            model = convert(unrolled, format_name, calibration)
+    if not unrolled.is_dir() and _has_recurrent_layers(saved_model):
+        save_unrolled(saved_model, unrolled)
+    model = convert(unrolled if unrolled.is_dir() else saved_model, format_name, calibration)
     (destination / "model.tflite").write_bytes(model)
+
+
+def _keras_files(saved_model: Path) -> list[Path]:
+    from training.savedmodel import read_model_card
+
+    card = read_model_card(saved_model)
+    if card.get("kind") != "ensemble":
+        return [saved_model / KERAS_FILE]
+    members = card.get("members") or []
+    if not members:
+        raise ExportError(f"{saved_model}: the ensemble's model card lists no members")
+    repo = saved_model.parent.parent
+    return [repo / member["name"] / str(member["version"]) / KERAS_FILE for member in members]
+
+
+def _has_recurrent_layers(saved_model: Path) -> bool:
+    """Keras RNN layers (their config has ``unroll``) in the model or, for the ensemble, a member."""
+    for path in _keras_files(saved_model):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if b'"unroll"' in archive.read("config.json"):
+                    return True
+        except (OSError, KeyError, zipfile.BadZipFile):
+            continue  # no Keras file: convert the SavedModel as it is
+    return False
 
 
 def _unrolled_keras(keras_file: Path) -> Any:
@@ -111,17 +131,8 @@ def save_unrolled(saved_model: Path, destination: Path) -> None:
     from training.savedmodel import read_model_card, write_savedmodel
 
     card = read_model_card(saved_model)
-    if card.get("kind") == "ensemble":
-        repo = saved_model.parent.parent
-        members = card.get("members") or []
-        if not members:
-            raise ExportError(f"{saved_model}: the ensemble's model card lists no members")
-        paths = [
-            repo / member["name"] / str(member["version"]) / "assets.extra" / "keras_model.keras" for member in members
-        ]
-        model = _ensemble([_unrolled_keras(path) for path in paths])
-    else:
-        model = _unrolled_keras(saved_model / "assets.extra" / "keras_model.keras")
+    models = [_unrolled_keras(path) for path in _keras_files(saved_model)]
+    model = _ensemble(models) if card.get("kind") == "ensemble" else models[0]
     labels = [str(label) for label in card.get("labels", range(10))]
     write_savedmodel(model, destination, labels, card)
 
