@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +147,3 @@ def tmp_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def image_instances(value: float, batch: int = 1) -> dict[str, Any]:
     return {"instances": [[[[value]] * 28] * 28] * batch}
-
-
-def stopped(*procs: Proc) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.stop()
