@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         "versions": exporter.library_versions(),
         "seconds": round(time.monotonic() - started, 1),
     }
-    written = report.write(repo, exporter.rows, meta)
+    for row in exporter.rows:
+        row.measured = meta["created"]
+    rows = exporter.rows + report.previous_rows(repo, exporter.rows)
+    written = report.write(repo, sorted(rows, key=exporter.order), meta)
     for path in changed:
         print(f"export: wrote {path}")
     print(f"export: report {written[1]} ({len(exporter.failures)} failed, {meta['seconds']} s)")

@@ -158,7 +158,7 @@ class Exporter:
         if format_name in tflite.TFLITE_FORMATS:
             tflite.write(found.path, format_name, self.images.calibration, staging, self.scratch)
         elif format_name == "onnx":
-            onnx.write(found.path, staging)
+            onnx.write(self._onnx_source(found), staging)
         elif format_name == "trt":
             if tensorrt.tf_trt_available():
                 tensorrt.write_tf_trt(found.path, staging)
@@ -168,10 +168,14 @@ class Exporter:
                 tensorrt.write(onnx_model, self.images.calibration, staging)
                 return
             with tempfile.TemporaryDirectory(prefix="tensorgate-onnx-") as scratch:
-                onnx.write(found.path, Path(scratch))
+                onnx.write(self._onnx_source(found), Path(scratch))
                 tensorrt.write(Path(scratch) / "model.onnx", self.images.calibration, staging)
         else:
             raise ExportError(f"unknown format {format_name!r}")
+
+    def _onnx_source(self, found: Source) -> Path:
+        """The ensemble's own vote uses Keras' argmax, which tf2onnx turns into Bitcast (not ONNX)."""
+        return tflite.rebuilt(found.path, self.scratch) if tflite.is_ensemble(found.path) else found.path
 
     def _fail(self, row: Row) -> None:
         self.rows.append(row)
@@ -206,6 +210,16 @@ class Exporter:
                     platform = _platform(format_name, self.repo / name / str(found[-1]))
                     everything.append(Servable(name, platform, tuple(found)))
         return savedmodels, savedmodels + everything
+
+    def order(self, row: Row) -> tuple[int, str, int]:
+        """Report order: the repository's models in find_models order, SavedModel first, then formats."""
+        try:
+            models = find_models(self.repo)
+        except ExportError:
+            models = []
+        position = models.index(row.model) if row.model in models else len(models)
+        formats = ["savedmodel", *FORMATS]
+        return position, row.model, formats.index(row.format) if row.format in formats else len(formats)
 
     @staticmethod
     def library_versions() -> dict[str, str]:

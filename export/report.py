@@ -36,6 +36,7 @@ class Row:
     max_abs_diff: float | None = None
     speed: dict[str, Any] = field(default_factory=dict)
     flagged: str = ""  # why this variant is left out of the serving config
+    measured: str = ""  # when: this run, or an earlier one for servables this run did not examine
 
     @property
     def servable_ok(self) -> bool:
@@ -128,6 +129,19 @@ def plots(rows: list[Row], repo: Path) -> list[Path]:
     _save(figure, size_path)
     plt.close(figure)
     return [accuracy_path, size_path]
+
+
+def previous_rows(repo: Path, current: list[Row]) -> list[Row]:
+    """Rows of the last report for servables this run did not examine (e.g. ``--models cnn``), so the
+    report and the flags it carries keep covering the whole repository."""
+    try:
+        document = json.loads((repo / JSON_FILE).read_text(encoding="utf-8"))
+        created = document["meta"]["created"]
+        rows = [Row(**{"measured": created, **row}) for row in document["servables"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    seen = {row.servable for row in current}
+    return [row for row in rows if row.servable not in seen and (repo / row.model).is_dir()]
 
 
 def write(repo: Path, rows: list[Row], meta: dict[str, Any]) -> list[Path]:

@@ -10,7 +10,8 @@ with a dynamic batch TFLite refuses it ("TensorListReserve op requires element_s
 For such models (lstm, and the ensemble that contains it) the graph is rebuilt from the Keras models
 kept in ``assets.extra/keras_model.keras`` with ``unroll=True`` (same weights, same arithmetic, 28
 fixed steps), saved with the same serving wrapper in a temporary SavedModel, and converted from there.
-The ensemble's vote is rebuilt with tf.argmax: Keras' argmax emits BitwiseAnd, which TFLite lacks.
+The ensemble is always rebuilt, its vote with tf.argmax: Keras' argmax emits BitwiseAnd and Bitcast,
+which neither TFLite nor ONNX has (the ONNX variant of the ensemble converts the rebuilt graph too).
 """
 
 from __future__ import annotations
@@ -66,13 +67,29 @@ def _first_line(error: Exception) -> str:
 
 
 def write(saved_model: Path, format_name: str, calibration: np.ndarray, destination: Path, scratch: Path) -> None:
-    """Convert into ``destination/model.tflite``. ``scratch`` (one per export run) keeps the unrolled
-    SavedModel of a recurrent model, so its three TFLite variants rebuild it once."""
-    unrolled = scratch / f"{saved_model.parent.name}-{saved_model.name}-unrolled"
-    if not unrolled.is_dir() and _has_recurrent_layers(saved_model):
-        save_unrolled(saved_model, unrolled)
-    model = convert(unrolled if unrolled.is_dir() else saved_model, format_name, calibration)
-    (destination / "model.tflite").write_bytes(model)
+    """Convert into ``destination/model.tflite``. ``scratch`` (one per export run) keeps a rebuilt
+    SavedModel, so the three TFLite variants of a model rebuild it once."""
+    graph = rebuilt(saved_model, scratch) if needs_rebuild(saved_model) else saved_model
+    (destination / "model.tflite").write_bytes(convert(graph, format_name, calibration))
+
+
+def is_ensemble(saved_model: Path) -> bool:
+    from training.savedmodel import read_model_card
+
+    return read_model_card(saved_model).get("kind") == "ensemble"
+
+
+def needs_rebuild(saved_model: Path) -> bool:
+    return is_ensemble(saved_model) or _has_recurrent_layers(saved_model)
+
+
+def rebuilt(saved_model: Path, scratch: Path) -> Path:
+    """The model rebuilt from its Keras file(s) with recurrent layers unrolled and the ensemble's vote in
+    plain TF ops, saved once per run under ``scratch``."""
+    path = scratch / f"{saved_model.parent.name}-{saved_model.name}-rebuilt"
+    if not path.is_dir():
+        save_unrolled(saved_model, path)
+    return path
 
 
 def _keras_files(saved_model: Path) -> list[Path]:
