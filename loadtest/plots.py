@@ -31,7 +31,8 @@ def draw(results: dict[str, Any], directory: Path) -> list[str]:
         axis.set_yscale("log")
         axis.set_title(f"{title} latency against throughput (one point per user step)")
         axis.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
+    if measured:
+        axes[1].legend(fontsize=7, loc="best")
     figure.tight_layout()
     latency_png = directory / "latency_vs_throughput.png"
     figure.savefig(latency_png, dpi=110)

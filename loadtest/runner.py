@@ -341,6 +341,9 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def run(settings: Settings) -> Path:
     previous = signal.signal(signal.SIGTERM, _terminate)
+    # a shell starting us in the background sets SIGINT to ignored, and Python keeps that: Ctrl-C (or
+    # kill -INT) must still stop the run and everything it started
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     run = Run(settings)
     interrupted = False
     try:
@@ -351,6 +354,7 @@ def run(settings: Settings) -> Path:
     finally:
         procs.stop_all()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         run.finish(interrupted)
     if interrupted:
         raise KeyboardInterrupt
