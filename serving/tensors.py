@@ -76,8 +76,8 @@ def to_numpy(tensor: Any) -> np.ndarray:
     shape = shape_of(tensor)
     count = int(np.prod(shape, dtype=np.int64))
     if tensor.dtype == DT_STRING:
-        values = list(tensor.string_val)
-        return _fill(np.array(values, dtype=object), count, shape, np.dtype(object), b"")
+        strings = np.array(list(tensor.string_val), dtype=object)
+        return _fill(strings, count, shape, np.dtype(object), b"")
     np_dtype, field = _NUMPY_BY_DTYPE.get(tensor.dtype, (None, ""))
     if np_dtype is None:
         raise InvalidInput(f"Unsupported tensor dtype: {dtype_name(tensor.dtype)}")
@@ -90,11 +90,13 @@ def to_numpy(tensor: Any) -> np.ndarray:
             )
         return np.frombuffer(content, dtype=np_dtype.newbyteorder("<")).astype(np_dtype).reshape(shape)
     raw = getattr(tensor, field)
+    values: np.ndarray
     if np_dtype == np.float16:
         values = np.array(raw, dtype=np.uint16).view(np.float16)
     elif np_dtype.kind == "c":
         pairs = np.array(raw, dtype=np.float32 if np_dtype == np.complex64 else np.float64)
-        values = pairs[0::2] + 1j * pairs[1::2]
+        values = pairs[0::2].astype(np_dtype)
+        values.imag = pairs[1::2]
     else:
         values = np.array(raw, dtype=np_dtype)
     return _fill(values.astype(np_dtype), count, shape, np_dtype, 0)

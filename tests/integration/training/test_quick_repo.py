@@ -65,9 +65,9 @@ def test_signatures_follow_the_contract(loaded, name):
 def test_probabilities_are_distributions(loaded, test_images):
     images, _ = test_images
     for name, module in loaded.items():
-        probabilities = module.signatures["serving_default"](
-            image=tf.constant(images[:64, ..., None], tf.float32)
-        )["probabilities"].numpy()
+        probabilities = module.signatures["serving_default"](image=tf.constant(images[:64, ..., None], tf.float32))[
+            "probabilities"
+        ].numpy()
         assert probabilities.shape == (64, 10)
         assert np.isfinite(probabilities).all(), name
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4, err_msg=name)
@@ -93,15 +93,11 @@ def test_bytes_signature_matches_pixels_and_converts_odd_images(loaded, test_ima
 
 def test_ensemble_votes_follow_the_rules(loaded, test_images):
     images, _ = test_images
-    out = loaded["ensemble"].signatures["serving_default"](
-        image=tf.constant(images[:200, ..., None], tf.float32)
-    )
+    out = loaded["ensemble"].signatures["serving_default"](image=tf.constant(images[:200, ..., None], tf.float32))
     members = np.stack(
         [
             loaded[name]
-            .signatures["serving_default"](image=tf.constant(images[:200, ..., None], tf.float32))[
-                "probabilities"
-            ]
+            .signatures["serving_default"](image=tf.constant(images[:200, ..., None], tf.float32))["probabilities"]
             .numpy()
             for name in MEMBERS
         ],
