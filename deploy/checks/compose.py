@@ -12,7 +12,6 @@ import yaml
 
 from deploy.checks.common import (
     MODELS_MOUNT,
-    ROOT,
     Problem,
     check_gateway_files,
     check_server_flags,
@@ -266,6 +265,3 @@ def _check_locust(services: Mapping[str, Any], settings: Any, file: str) -> list
 
 def default_env(repo: Path | None) -> dict[str, str]:
     return {"TENSORGATE_REPO": str(repo.resolve())} if repo is not None else {}
-
-
-__all__ = ["ROOT", "check_compose", "default_env", "interpolate"]
