@@ -297,9 +297,14 @@ class Run:
             wanted = (wanted - {"vote"}) | set(ENSEMBLE_MEMBERS)
         if onnx is None:
             wanted.discard("cnn_onnx")
-        repo, platforms = servers.work_repo(
-            self.settings.repo, onnx or Path("/nonexistent/1/x"), self.dir / "repo", wanted
-        )
+        int8 = None
+        if "cnn_int8" in wanted:
+            try:
+                int8 = servers.int8_model(self.settings.repo, self.settings.cache, self.logs / "export-int8.log")
+            except Exception as error:
+                self.settings.log(f"no cnn_int8 variant: {error}")
+        onnx_path = onnx or Path("/nonexistent/1/model.onnx")
+        repo, platforms = servers.work_repo(self.settings.repo, onnx_path, self.dir / "repo", wanted, int8)
         names = sorted(platforms)
         self.gateway_servables = set(names) | ({"vote"} if set(ENSEMBLE_MEMBERS) <= set(names) else set())
         self.settings.log(f"starting model server ({', '.join(names)}) and gateway")

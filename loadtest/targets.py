@@ -69,12 +69,7 @@ def onnx_model(repo: Path, cache: Path, log: Path) -> Path:
     if exported.is_dir():
         return latest(exported) / "model.onnx"
     source = latest(repo / "cnn")
-    import hashlib
-
-    digest = hashlib.sha256((source / "saved_model.pb").read_bytes())
-    for variables in sorted((source / "variables").glob("*")):
-        digest.update(variables.read_bytes())
-    target = cache / "cnn_onnx" / digest.hexdigest()[:16] / "1" / "model.onnx"
+    target = cache / "cnn_onnx" / _fingerprint(source) / "1" / "model.onnx"
     if not target.is_file():
         staging = target.with_suffix(".partial")
         staging.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +81,37 @@ def onnx_model(repo: Path, cache: Path, log: Path) -> Path:
     return target
 
 
-def work_repo(repo: Path, onnx: Path, work: Path, servables: set[str]) -> tuple[Path, dict[str, str]]:
+def _fingerprint(version_dir: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256((version_dir / "saved_model.pb").read_bytes())
+    for variables in sorted((version_dir / "variables").glob("*")):
+        digest.update(variables.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def int8_model(repo: Path, cache: Path, log: Path) -> Path:
+    """``<repo>/cnn_int8`` from the export if present, else ``python -m export --formats int8`` run on a
+    cached copy of ``<repo>/cnn`` (never writing into ``repo``); returns the servable's base path."""
+    if (repo / "cnn_int8").is_dir():
+        return repo / "cnn_int8"
+    source = latest(repo / "cnn")
+    work = cache / "cnn_int8" / _fingerprint(source)
+    if not (work / "cnn_int8").is_dir():
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(source, work / "cnn" / source.name)
+        command = [sys.executable, "-m", "export", "--repo", str(work), "--models", "cnn", "--formats", "int8"]
+        command += ["--test-size", "200", "--calibration-size", "200", "--latency-runs", "5", "--throughput-runs", "2"]
+        with log.open("ab") as stream:
+            subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, check=False, timeout=900)
+        if not (work / "cnn_int8").is_dir():
+            raise FileNotFoundError(f"python -m export wrote no cnn_int8 (see {log})")
+    return work / "cnn_int8"
+
+
+def work_repo(
+    repo: Path, onnx: Path, work: Path, servables: set[str], int8: Path | None = None
+) -> tuple[Path, dict[str, str]]:
     """A repository of links to the served models plus its ``models.config``; returns it and the
     platform of each servable."""
     work.mkdir(parents=True, exist_ok=True)
@@ -95,6 +120,8 @@ def work_repo(repo: Path, onnx: Path, work: Path, servables: set[str]) -> tuple[
         link = work / name
         if name == "cnn_onnx":
             source, platform = onnx.parent.parent, "onnx"
+        elif name == "cnn_int8" and int8 is not None:
+            source, platform = int8, "tflite"
         elif name.endswith("_int8") or name.endswith("_fp16") or name.endswith("_dynamic"):
             source, platform = repo / name, "tflite"
         else:

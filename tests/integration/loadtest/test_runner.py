@@ -56,8 +56,9 @@ def test_quick_run_writes_every_file_and_the_numbers_parse_back(quick_repo: Path
     assert results["valid"] is False and results["validity_note"] == "quick run (seconds per step)"
     assert set(results["targets"]) == set(TARGETS)
     for name, entry in results["targets"].items():
-        if name == "gateway-rest-int8" and not (quick_repo / "cnn_int8").is_dir():
-            assert entry["status"] == "skipped"
+        if name == "gateway-rest-int8" and entry["status"] == "skipped":
+            # the int8 variant comes from python -m export (built in parallel); its failure is reported
+            assert "cnn_int8" in entry["reason"]
             continue
         assert entry["status"] == "ok", (name, entry["reason"])
         for step in entry["steps"]:
