@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -219,19 +220,46 @@ def _check_tfserving(manifests: Manifests, repo: Path | None) -> list[Problem]:
     container = (dig(document, "spec.template.spec.containers") or [{}])[0]
     key = "Deployment/tfserving.spec.template.spec.containers[0]"
     problems = []
-    if int(dig(container, "resources.limits") and container["resources"]["limits"].get("nvidia.com/gpu", 0)) < 1:
+    limits = dig(container, "resources.limits") or {}
+    if int(limits.get("nvidia.com/gpu", 0)) < 1:
         problems.append(Problem(file, f"{key}.resources.limits.nvidia.com/gpu", "no GPU requested"))
-    if "readinessProbe" not in container:
-        problems.append(Problem(file, f"{key}.readinessProbe", "missing"))
+    flags = parse_flags(container.get("args") or [])
     mounts = {mount["mountPath"]: repo or Path(MODELS_MOUNT) for mount in container.get("volumeMounts") or []}
-    found, _ = check_server_flags(
-        parse_flags(container.get("args") or []), mounts, file, f"{key}.args", repo is not None
-    )
+    found, _ = check_server_flags(flags, mounts, file, f"{key}.args", repo is not None)
     problems += found
+    problems += _check_model_readiness(container, flags, _port_names(document), mounts, file, f"{key}.readinessProbe")
     service_file, service = manifests.find("Service", "tfserving") or ("", {})
     if dig(service, "spec.clusterIP") != "None":
         problems.append(Problem(service_file, "Service/tfserving.spec.clusterIP", "must be None (headless)"))
     return problems
+
+
+def _check_model_readiness(
+    container: Mapping[str, Any],
+    flags: Mapping[str, str],
+    ports: Mapping[str | int, int],
+    mounts: Mapping[str, Path],
+    file: str,
+    key: str,
+) -> list[Problem]:
+    """Ready when a model answers its metadata (TF Serving serves it only from an AVAILABLE version):
+    on the REST port, for a model the config lists."""
+    get = dig(container, "readinessProbe.httpGet") or {}
+    match = re.fullmatch(r"/v1/models/([^/:]+)(?:/versions/\d+)?/metadata", str(get.get("path", "")))
+    if match is None or ports.get(get.get("port", "")) != int(flags.get("--rest_api_port", "0")):
+        return [Problem(file, key, "must be httpGet /v1/models/<model>/metadata on the --rest_api_port")]
+    source = host_path(flags.get("--model_config_file", ""), mounts)
+    if source is None or not source.is_file():
+        return []  # reported with the flags
+    from serving.modelserver import config as server_config
+
+    try:
+        names = [model.name for model in server_config.read_model_server_config(source).model_config_list.config]
+    except server_config.ConfigError:
+        return []  # reported with the flags
+    if match.group(1) not in names:
+        return [Problem(file, key, f"model {match.group(1)!r} is not in {display(source)} ({', '.join(names)})")]
+    return []
 
 
 def _check_gateway(manifests: Manifests, repo: Path | None) -> list[Problem]:

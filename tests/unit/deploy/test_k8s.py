@@ -127,6 +127,22 @@ def test_missing_mounted_file_and_claim_are_named(deploy_copy: Path, stand_in_re
     ]
 
 
+def test_readiness_on_a_model_the_config_lacks_is_named(deploy_copy: Path, stand_in_repo: Path) -> None:
+    k8s = deploy_copy / "deploy" / "k8s"
+    _rewrite(k8s / "tfserving.yaml", "path: /v1/models/cnn/metadata", "path: /v1/models/resnet/metadata")
+    problems = [str(problem) for problem in check_k8s(k8s, stand_in_repo)]
+    assert problems == [
+        f"{k8s}/tfserving.yaml: Deployment/tfserving.spec.template.spec.containers[0].readinessProbe:"
+        f" model 'resnet' is not in {stand_in_repo}/models.config (cnn, lstm)"
+    ]
+    _rewrite(k8s / "tfserving.yaml", "path: /v1/models/resnet/metadata", "path: /healthz")
+    problems = [str(problem) for problem in check_k8s(k8s)]
+    assert problems == [
+        f"{k8s}/tfserving.yaml: Deployment/tfserving.spec.template.spec.containers[0].readinessProbe:"
+        " must be httpGet /v1/models/<model>/metadata on the --rest_api_port"
+    ]
+
+
 def test_missing_field_unlisted_file_and_selector_are_named(deploy_copy: Path) -> None:
     k8s = deploy_copy / "deploy" / "k8s"
     _rewrite(k8s / "gateway.yaml", "  maxReplicas: 10\n", "")
