@@ -87,7 +87,13 @@ def build_engine(onnx_model: Path, calibration: np.ndarray) -> bytes:
 
 
 def _calibrator(trt: Any, images: np.ndarray, input_name: str, batch_size: int = 32) -> Any:
-    from cuda.bindings import runtime as cudart  # cuda-python, a dependency of tensorrt's CUDA wheels
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+        except ImportError:
+            raise ExportError("INT8 calibration needs cuda-python (pip install cuda-python)") from None
 
     class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
         def __init__(self) -> None:
