@@ -139,6 +139,7 @@ def check_k8s(directory: Path, repo: Path | None = None) -> list[Problem]:
     if problems:
         return problems
     problems += _check_tfserving(manifests, repo)
+    problems += _check_export_job(manifests)
     problems += _check_gateway(manifests, repo)
     problems += _check_locust(manifests)
     return problems
@@ -231,6 +232,39 @@ def _check_tfserving(manifests: Manifests, repo: Path | None) -> list[Problem]:
     service_file, service = manifests.find("Service", "tfserving") or ("", {})
     if dig(service, "spec.clusterIP") != "None":
         problems.append(Problem(service_file, "Service/tfserving.spec.clusterIP", "must be None (headless)"))
+    return problems
+
+
+def _check_export_job(manifests: Manifests) -> list[Problem]:
+    """The Job writes configs whose base paths are where TF Serving's pods mount the same claim."""
+    problems = []
+    _, tfserving = manifests.find("Deployment", "tfserving") or ("", {})
+    claims = {
+        volume["name"]: dig(volume, "persistentVolumeClaim.claimName")
+        for volume in dig(tfserving, "spec.template.spec.volumes") or []
+    }
+    serving_mounts = {
+        claims.get(mount["name"]): mount["mountPath"]
+        for container in _containers(tfserving)
+        for mount in container.get("volumeMounts") or []
+    }
+    for file, job in manifests.of_kind("Job"):
+        job_claims = {
+            volume["name"]: dig(volume, "persistentVolumeClaim.claimName")
+            for volume in dig(job, "spec.template.spec.volumes") or []
+        }
+        for container in _containers(job):
+            command = " ".join(str(part) for part in [*container.get("command", []), *container.get("args", [])])
+            if "-m export" not in command:
+                continue
+            base = re.search(r"--base-path[= ](\S+)", command)
+            key = f"Job/{job['metadata']['name']}.spec.template.spec.containers[{container['name']}]"
+            for mount in container.get("volumeMounts") or []:
+                expected = serving_mounts.get(job_claims.get(mount["name"]))
+                if expected is not None and (base is None or base.group(1).rstrip("/") != expected.rstrip("/")):
+                    found = base.group(1) if base else "absent (the Job's own path)"
+                    message = f"export --base-path is {found}, but TF Serving mounts the models at {expected}"
+                    problems.append(Problem(file, key, message))
     return problems
 
 

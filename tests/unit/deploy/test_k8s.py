@@ -143,6 +143,15 @@ def test_readiness_on_a_model_the_config_lacks_is_named(deploy_copy: Path, stand
     ]
 
 
+def test_export_job_base_path_elsewhere_is_named(deploy_copy: Path) -> None:
+    k8s = deploy_copy / "deploy" / "k8s"
+    _rewrite(k8s / "models.yaml", "--base-path /models", "--base-path /srv/models")
+    assert [str(problem) for problem in check_k8s(k8s)] == [
+        f"{k8s}/models.yaml: Job/tensorgate-export.spec.template.spec.containers[trainer]:"
+        " export --base-path is /srv/models, but TF Serving mounts the models at /models"
+    ]
+
+
 def test_missing_field_unlisted_file_and_selector_are_named(deploy_copy: Path) -> None:
     k8s = deploy_copy / "deploy" / "k8s"
     _rewrite(k8s / "gateway.yaml", "  maxReplicas: 10\n", "")
