@@ -74,6 +74,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build-ml /opt/venv /opt/venv
+# No home directory: Keras and matplotlib keep their caches in /tmp.
+ENV HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib
 USER 10001
 HEALTHCHECK NONE
 ENTRYPOINT ["python", "-m"]
