@@ -45,6 +45,10 @@ class ServingModule(tf.Module):
     def __init__(self, model: keras.Model, labels: list[str]) -> None:
         super().__init__()
         self.model = model
+        # Track the backing tf.Variables explicitly (as keras.export.ExportArchive does): without
+        # this the SavedModel loads in TF2 but a TF1 session, and so tensorflow_model_server, fails
+        # with "Could not find variable ..." (keras-team/keras#20095, tensorflow/serving#2226).
+        self.model_variables = [variable.value for variable in model.variables]
         self._labels_file = Path(tempfile.mkdtemp()) / LABELS_ASSET
         self._labels_file.write_text("\n".join(labels) + "\n", encoding="utf-8")
         self.labels = tf.saved_model.Asset(str(self._labels_file))

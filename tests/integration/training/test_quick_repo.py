@@ -126,3 +126,30 @@ def test_model_card_and_labels_asset(quick_repo_cached: Path):
             assert key in card, (name, key)
         labels = (version_dir / "assets" / "labels.txt").read_text().splitlines()
         assert labels == list(CLASS_NAMES["fashion_mnist"])
+
+
+TF1_SESSION_CHECK = """
+import sys, numpy as np, tensorflow as tf
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.load(session, ["serve"], sys.argv[1])
+    signature = meta.signature_def["serving_default"]
+    feed = {signature.inputs["image"].name: np.zeros((2, 28, 28, 1), np.float32)}
+    outputs = session.run({key: value.name for key, value in signature.outputs.items()}, feed)
+    print(sorted((key, value.shape) for key, value in outputs.items()))
+"""
+
+
+@pytest.mark.parametrize("name", (*MEMBERS, "ensemble"))
+def test_savedmodel_runs_in_a_tf1_session_like_tensorflow_model_server(quick_repo_cached: Path, name):
+    """tensorflow_model_server loads SavedModels into a session (C++ LoadSavedModel), not through
+    tf.saved_model.load; a Keras 3 model whose variables are not tracked fails there only."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", TF1_SESSION_CHECK, str(quick_repo_cached / name / "1")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "('class_id', (2,))" in result.stdout and "('probabilities', (2, 10))" in result.stdout
