@@ -74,6 +74,7 @@ class Answers:
             name: {
                 "count": int(values.size),
                 "failures": self.failures.get(name, 0),
+                "window_start": self.window[name][0],
                 "window_s": self.window[name][1] - self.window[name][0],
                 "p50": float(np.percentile(values, 50)),
                 "p95": float(np.percentile(values, 95)),
@@ -88,6 +89,7 @@ class Answers:
                 latency[name] = {
                     "count": 0,
                     "failures": failures,
+                    "window_start": self.window[name][0],
                     "window_s": self.window[name][1] - self.window[name][0],
                 }
         return {"answers": answers, "requests": latency}

@@ -23,7 +23,7 @@ def verdict(goal: dict[str, Any], validity: str) -> str:
 
 def step_row(step: dict[str, Any], duration: float) -> str:
     def percent(seconds: float) -> float:
-        return 100.0 * seconds / duration
+        return 100.0 * seconds / (step.get("measured_s") or duration)
 
     locust = step.get("locust") or {}
     servers = step.get("server_cpu_s", {})
@@ -76,7 +76,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         "Requests, rates and percentiles come from every response time the locustfile recorded (exact); "
         "Locust's own (whole milliseconds, from its CSV) are shown beside them. "
-        "CPU % is of one core (200% = both cores here) over the step, Locust's including its start; "
+        "CPU % is of one core (200% = both cores here), from the step's first request to its end; "
         "'other' is CPU used by processes outside the test.",
     ]
     for name, entry in results["targets"].items():

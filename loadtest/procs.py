@@ -119,26 +119,24 @@ def rss_bytes(processes: Iterable[psutil.Process]) -> int:
 
 
 class Monitor:
-    """CPU time and peak RSS of named process trees over one measurement, sampled every ``period`` s.
+    """CPU time and peak RSS of named process trees during one measurement, sampled every ``period`` s.
 
-    Children that exit during the measurement take their CPU time with them (psutil cannot see it),
-    so CPU time is the leader's own plus its live children's at the last sample, which is exact for
+    ``cpu(since)`` is each tree's CPU time from the first sample at or after ``since`` (the first
+    request of the step, so Locust's own start is not counted) to the last sample. Children that exit
+    during the measurement take their CPU time with them (psutil cannot see it), which is exact for
     servers whose workers live as long as they do.
     """
 
     def __init__(self, groups: dict[str, Managed], period: float = 0.2) -> None:
         self.groups, self.period = groups, period
         self.peak_rss: dict[str, int] = dict.fromkeys(groups, 0)
-        self.cpu_start: dict[str, float] = {}
-        self.cpu_last: dict[str, float] = {}
+        self.samples: list[tuple[float, dict[str, float], float]] = []  # (time, cpu per group, system busy)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._system_start = psutil.cpu_times()
+        self._last: dict[str, float] = dict.fromkeys(groups, 0.0)
 
     def __enter__(self) -> Monitor:
-        self.cpu_start = {name: cpu_seconds(group.tree()) for name, group in self.groups.items()}
-        self.cpu_last = dict(self.cpu_start)
-        self._system_start = psutil.cpu_times()
+        self._sample()
         self._thread.start()
         return self
 
@@ -147,24 +145,32 @@ class Monitor:
             processes = group.tree()
             if processes:
                 self.peak_rss[name] = max(self.peak_rss[name], rss_bytes(processes))
-                self.cpu_last[name] = max(self.cpu_last[name], cpu_seconds(processes))
+                self._last[name] = max(self._last[name], cpu_seconds(processes))
+        times = psutil.cpu_times()
+        busy = sum(getattr(times, f) for f in ("user", "system", "nice", "irq", "softirq"))
+        self.samples.append((time.time(), dict(self._last), busy))
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
             self._sample()
 
     def __exit__(self, *exc: object) -> None:
-        self._sample()
         self._stop.set()
         self._thread.join()
-        end = psutil.cpu_times()
-        busy = sum(
-            getattr(end, f) - getattr(self._system_start, f) for f in ("user", "system", "nice", "irq", "softirq")
-        )
-        self.system_busy_s = busy
+        self._sample()
 
-    def cpu(self) -> dict[str, float]:
-        return {name: self.cpu_last[name] - self.cpu_start[name] for name in self.groups}
+    def _start(self, since: float) -> tuple[float, dict[str, float], float]:
+        return next((sample for sample in self.samples if sample[0] >= since), self.samples[0])
+
+    def cpu(self, since: float = 0.0) -> dict[str, float]:
+        start, end = self._start(since)[1], self.samples[-1][1]
+        return {name: end[name] - start[name] for name in self.groups}
+
+    def system_busy(self, since: float = 0.0) -> float:
+        return self.samples[-1][2] - self._start(since)[2]
+
+    def seconds(self, since: float = 0.0) -> float:
+        return self.samples[-1][0] - self._start(since)[0]
 
 
 def python() -> str:

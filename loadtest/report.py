@@ -45,6 +45,7 @@ def read_locust(prefix: Path, batch: int) -> dict[str, Any]:
             requests=requests,
             failures=exact["failures"],
             requests_per_s=requests / exact["window_s"] if exact["window_s"] > 0 else 0.0,
+            window_start=exact.get("window_start"),
             p50_ms=exact.get("p50"),
             p95_ms=exact.get("p95"),
             p99_ms=exact.get("p99"),
@@ -95,7 +96,7 @@ def validity(results: dict[str, Any]) -> str:
         return "interrupted run"
     cores = results["machine"].get("cores_logical") or 1
     shares = [
-        s["other_cpu_s"] / (cores * results["settings"]["duration_s"])
+        s["other_cpu_s"] / (cores * (s.get("measured_s") or results["settings"]["duration_s"]))
         for entry in results["targets"].values()
         for s in entry.get("steps", [])
     ]

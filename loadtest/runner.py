@@ -124,18 +124,20 @@ def locust_step(
             raise RuntimeError(f"Locust did not finish:\n{procs.tail(locust.log)}") from None
     locust.stop()
     step = report.read_locust(prefix, target.batch)
-    cpu = monitor.cpu()
+    since = step.get("window_start") or 0.0  # the first request: Locust's own start is not counted
+    cpu = monitor.cpu(since)
     step.update(
         users=users,
         target_rps=target_rps or None,
+        measured_s=monitor.seconds(since),
         locust_cpu_s=cpu.pop("locust"),
         locust_peak_rss_mib=monitor.peak_rss.pop("locust") / 2**20,
         server_cpu_s=cpu,
-        server_peak_rss_mib={name: rss / 2**20 for name, rss in monitor.peak_rss.items() if name != "locust"},
-        system_busy_cpu_s=monitor.system_busy_s,
+        server_peak_rss_mib={name: rss / 2**20 for name, rss in monitor.peak_rss.items()},
+        system_busy_cpu_s=monitor.system_busy(since),
     )
     tracked = step["locust_cpu_s"] + sum(cpu.values())
-    step["other_cpu_s"] = max(0.0, monitor.system_busy_s - tracked)
+    step["other_cpu_s"] = max(0.0, step["system_busy_cpu_s"] - tracked)
     return step
 
 
