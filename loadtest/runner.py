@@ -60,7 +60,13 @@ class Progress:
 
 
 def steps_for(target: Target, users: list[int]) -> list[int]:
-    return [u for u in users if not target.max_users or u <= target.max_users] or [min(users)]
+    """The user steps of a target; batched targets (a few users saturate 2 cores) get 1, 2, 4 ... up to
+    their cap when the run has several steps."""
+    if not target.max_users:
+        return users
+    if len(users) > 1:
+        return [u for u in (1, 2, 4, 8, 16) if u <= target.max_users]
+    return [min(users[0], target.max_users)]
 
 
 def probe(target: Target, server: Server) -> None:
