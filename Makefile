@@ -18,7 +18,7 @@ test: venv data lint
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy training export serving loadtest
+	$(VENV)/bin/mypy training export serving loadtest deploy scripts
 
 format: venv
 	$(VENV)/bin/ruff check --fix .
