@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         print("TensorFlow ModelServer: tensorgate-embedded\nTensorFlow Library: (loaded on demand)")
         return 0
     flags.report_ignored(parsed)
-    from serving.modelserver.app import serve
+    from serving.modelserver.app import StopDuringLoad, serve
 
     try:
         asyncio.run(serve(parsed))
+    except StopDuringLoad:
+        log.info("Stopped while loading models")
+        return 0
     except config.ConfigError as error:
         log.error("Failed to start server: %s", error)
         return 1
@@ -38,4 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Exit now: TensorFlow's and the runtimes' worker threads (and a model load a signal interrupted)
+    # would otherwise hold the interpreter's shutdown for seconds.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -72,7 +72,17 @@ async def serve(flags: Flags) -> None:
     holder["server"] = model_server
 
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, manager.set_config, model_config)
+    stopped = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")  # not waited for on a stop
+    loading: asyncio.Future[Any] = asyncio.ensure_future(loop.run_in_executor(loader, manager.set_config, model_config))
+    stop_requested: asyncio.Future[Any] = asyncio.ensure_future(stopped.wait())
+    await asyncio.wait({loading, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+    if not loading.done():
+        raise StopDuringLoad  # a load cannot be interrupted; the process exits without waiting for it
+    stop_requested.cancel()
+    loading.result()
     manager.start_polling(flags.file_system_poll_wait_seconds)
     stop_config_poll = threading.Event()
     if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0:
@@ -95,9 +105,6 @@ async def serve(flags: Flags) -> None:
     if flags.grpc_socket_path:
         log.info("Running gRPC ModelServer at UNIX socket %s ...", flags.grpc_socket_path)
 
-    stopped = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopped.set)
     rest_server = None
     if flags.rest_api_port:
         metrics_path = monitoring.prometheus_path if monitoring.prometheus_enabled else None
@@ -126,6 +133,10 @@ async def serve(flags: Flags) -> None:
     await grpc_server.stop(grace=1)
     manager.stop()
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+class StopDuringLoad(Exception):
+    """SIGINT / SIGTERM arrived while the initial models were loading."""
 
 
 def _serving_status() -> Any:
