@@ -32,6 +32,7 @@ class Answers:
             self.samples: dict[str, list[float]] = {}
             self.failures: dict[str, int] = {}
             self.window: dict[str, list[float]] = {}
+            self.errors: dict[str, dict[str, int]] = {}
 
     def record(self, name: str, images: int, wrong: int) -> None:
         with self._lock:
@@ -39,14 +40,17 @@ class Answers:
             counts[0] += images
             counts[1] += wrong
 
-    def request(self, name: str, milliseconds: float, failed: bool) -> None:
-        """One finished request (from Locust's request event)."""
+    def request(self, name: str, milliseconds: float, failed: bool, error: str = "") -> None:
+        """One finished request (from Locust's request event); ``error`` says why it failed."""
         end = time.time()
         window = self.window.setdefault(name, [end - milliseconds / 1000, end])
         window[0] = min(window[0], end - milliseconds / 1000)
         window[1] = end
         if failed:
             self.failures[name] = self.failures.get(name, 0) + 1
+            errors = self.errors.setdefault(name, {})
+            if error in errors or len(errors) < 20:
+                errors[error] = errors.get(error, 0) + 1
             return
         samples = self.samples.setdefault(name, [])
         if len(samples) < MAX_SAMPLES:
@@ -92,7 +96,8 @@ class Answers:
                     "window_start": self.window[name][0],
                     "window_s": self.window[name][1] - self.window[name][0],
                 }
-        return {"answers": answers, "requests": latency}
+        errors = {name: dict(sorted(found.items(), key=lambda item: -item[1])) for name, found in self.errors.items()}
+        return {"answers": answers, "requests": latency, "errors": errors}
 
     def write(self, path: Path) -> None:
         path.write_bytes(orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2))

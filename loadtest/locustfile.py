@@ -193,13 +193,24 @@ class GrpcUser(_Paced, User):
 
 @events.request.add_listener
 def _latency(request_type: str, name: str, response_time: float, exception: Any, **_: Any) -> None:
-    ANSWERS.request(name, response_time, exception is not None)
+    ANSWERS.request(name, response_time, exception is not None, str(exception)[:200] if exception else "")
 
 
 @events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
     if environment.web_ui is not None and environment.web_ui.app is not None:
         environment.web_ui.app.add_url_rule("/answers", "answers", lambda: ANSWERS.summary())
+    # encode before the test starts: under load this takes seconds, which would eat a short --run-time
+    options = environment.parsed_options
+    if options is None:
+        return
+    names = {user_class.__name__ for user_class in environment.user_classes}
+    batch, shift = int(getattr(options, "batch", 1)), int(getattr(options, "label_shift", 0))
+    servable = getattr(options, "servable", "cnn")
+    if "RestUser" in names:
+        shared_payloads(getattr(options, "payload", "instances"), servable, batch, shift)
+    if "GrpcUser" in names:
+        shared_payloads("grpc", servable, batch, shift)
 
 
 @events.test_start.add_listener

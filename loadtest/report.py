@@ -61,8 +61,11 @@ def read_locust(prefix: Path, batch: int) -> dict[str, Any]:
     step["images_checked"] = sum(a["images"] for a in answers)
     step["wrong_answers"] = sum(a["wrong"] for a in answers)
     step["wrong_pct"] = 100.0 * step["wrong_answers"] / step["images_checked"] if step["images_checked"] else None
+    errors = next(iter(extra.get("errors", {}).values()), None)
     failures_path = Path(f"{prefix}_failures.csv")
-    if failures_path.is_file():
+    if errors:
+        step["failure_messages"] = [f"{count}x {message}" for message, count in list(errors.items())[:3]]
+    elif failures_path.is_file():
         failed = sorted(csv.DictReader(failures_path.open(newline="")), key=lambda r: -int(r.get("Occurrences", 0)))
         step["failure_messages"] = [f"{row['Occurrences']}x {row['Error'][:200]}" for row in failed[:3]]
     return step
