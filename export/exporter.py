@@ -4,8 +4,10 @@ when its version exists), checked against the contract and measured through its 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from export import measure, onnx, tensorrt, tflite, warmup
@@ -135,6 +137,8 @@ class Exporter:
             self._fail(row)
             return
         except Exception as error:  # an unexpected failure of one conversion never stops the others
+            if os.environ.get("TENSORGATE_EXPORT_TRACEBACK"):
+                traceback.print_exc()
             row.status, row.reason = (
                 "failed",
                 f"{type(error).__name__}: {_first_line(error)}",
@@ -252,8 +256,10 @@ def _load_runnable(format_name: str, version_dir: Path) -> Model | None:
 
 
 def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if lines and lines[0] == "in user code:":  # tf.function errors: the cause is the last line
+        return lines[-1][:300]
+    return lines[0][:300] if lines else ""
 
 
 def _platform(format_name: str, version_dir: Path) -> str:
