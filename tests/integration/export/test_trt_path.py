@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from export import cli, exporter, onnx, tensorrt
+from serving.modelserver.runtimes import tensorrt as trt_runtime
 
 FAST = ["--test-size", "20", "--calibration-size", "20", "--latency-runs", "2", "--throughput-runs", "1"]
 
@@ -30,6 +31,7 @@ def test_engine_is_kept_but_not_served(
         (destination / "model.plan").write_bytes(b"engine")
 
     monkeypatch.setattr(tensorrt, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_runtime, "unavailable_reason", lambda: None)  # as on a GPU machine
     monkeypatch.setattr(tensorrt, "tf_trt_available", lambda: False)
     monkeypatch.setattr(onnx, "write", fake_onnx)
     monkeypatch.setattr(tensorrt, "write", fake_engine)
