@@ -186,6 +186,8 @@ class ModelServer:
         return await self._in_thread(self._regress_sync, request)
 
     async def multi_inference(self, request: Any) -> Any:
+        if not request.tasks:
+            raise InvalidInput("MultiInferenceRequest must contain at least one task")
         return await self._in_thread(self._multi_inference_sync, request)
 
     async def _in_thread(self, function: Any, request: Any) -> Any:

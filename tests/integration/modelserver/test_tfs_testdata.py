@@ -501,3 +501,10 @@ def test_grpc_garbage_bytes_are_invalid_argument(channel, prediction) -> None:
     request.model_spec.name = "half_plus_two"
     request.inputs["x"].CopyFrom(from_numpy(__import__("numpy").array([[1.0]], "float32")))
     assert list(prediction.Predict(request, timeout=30).outputs["y"].float_val) == [2.5]
+
+
+def test_grpc_multi_inference_without_tasks(prediction) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        prediction.MultiInference(protos.MultiInferenceRequest(), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "MultiInferenceRequest must contain at least one task"
