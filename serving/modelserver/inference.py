@@ -19,7 +19,7 @@ from serving.modelserver.runtimes.base import (
     Model,
     Signature,
 )
-from serving.tensors import DT_STRING
+from serving.tensors import DT_STRING, dtype_name
 
 
 def signature_for(model: Model, name: str) -> tuple[str, Signature]:
@@ -139,7 +139,7 @@ def _single_string_input(signature: Signature) -> str:
         raise InvalidInput("Expected one input Tensor.")
     alias, spec = next(iter(signature.inputs.items()))
     if spec.dtype != DT_STRING:
-        raise InvalidInput(f"Expected input Tensor of type string; got {spec.dtype}")
+        raise InvalidInput(f"Expected input Tensor of type string; got {dtype_name(spec.dtype)}")
     return alias
 
 
