@@ -39,6 +39,25 @@ def step_row(step: dict[str, Any], duration: float) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def summary(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| target | servable, payload | peak req/s | images/s | at users | p50 ms | p99 ms | wrong % | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in results["targets"].items():
+        steps = [s for s in entry.get("steps", []) if s["requests"]]
+        kind = f"`{entry['servable']}`, {entry['payload']}" + (f" x{entry['batch']}" if entry["batch"] > 1 else "")
+        if entry["status"] != "ok" or not steps:
+            lines.append(f"| {name} | {kind} | - | - | - | - | - | - | {entry['status']} |")
+            continue
+        best = max(steps, key=lambda s: s["requests_per_s"])
+        lines.append(
+            f"| {name} | {kind} | {_f(best['requests_per_s'])} | {_f(best['images_per_s'], 0)} | {best['users']} | "
+            f"{_f(best['p50_ms'], 2)} | {_f(best['p99_ms'], 2)} | {_f(best.get('wrong_pct'), 1)} | ok |"
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     machine, settings = results["machine"], results["settings"]
     validity = results.get("validity_note", "")
@@ -70,6 +89,7 @@ def render(results: dict[str, Any]) -> str:
     if ceiling:
         text = f"{ceiling['images_per_s']:,.0f} images/s" if "images_per_s" in ceiling else ceiling.get("error", "")
         lines += ["", f"In-process ceiling (model server's TensorFlow runtime, batch 64, no server): {text}."]
+    lines += ["", "## Summary: each target at its peak", "", *summary(results)]
     lines += [
         "",
         "## Targets",
