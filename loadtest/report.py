@@ -185,7 +185,9 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 added,
                 1.0,
                 True,
-                f"p50 {mine or 0:.2f} ms vs {base or 0:.2f} ms (exact, 1 user)",
+                f"p50 {mine:.2f} ms vs {base:.2f} ms (1 user)"
+                if mine is not None and base is not None
+                else "needs a 1-user step of both targets",
             )
         )
     at70 = (results["targets"].get("gateway-rest") or {}).get("at_70pct")
