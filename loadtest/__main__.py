@@ -54,12 +54,17 @@ def target_names(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_DURATION_S:g} s steps at {QUICK_USERS} users")
-    parser.add_argument("--targets", type=target_names, default=list(ALL_NAMES), help="comma-separated, or all")
+    targets_help = f"comma-separated from {', '.join(ALL_NAMES)}; or all (default)"
+    parser.add_argument("--targets", type=target_names, default=list(ALL_NAMES), help=targets_help)
     parser.add_argument("--users", type=user_steps, default=None, help="concurrency steps (default 1,8,32,64)")
     parser.add_argument("--duration", type=duration, default=None, help="per step (default 30s)")
-    parser.add_argument("--repo", type=Path, default=Path(os.environ.get("TENSORGATE_REPO", "models")))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "tensorgate" / "loadtest")
+    parser.add_argument(
+        "--repo", type=Path, default=Path(os.environ.get("TENSORGATE_REPO", "models")), help="model repository"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="a <timestamp> folder goes here")
+    parser.add_argument(
+        "--cache", type=Path, default=Path.home() / ".cache" / "tensorgate" / "loadtest", help="converted models"
+    )
     parser.add_argument("--no-modelserver-batching", action="store_true", help="model server without --enable_batching")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers at gateway-rest/-grpc's top step")
     parser.add_argument("--start-timeout", type=duration, default=240.0, help="per server (default 240s)")

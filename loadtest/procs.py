@@ -3,6 +3,7 @@ stopped as a whole process group (so a server's worker processes never outlive i
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -99,6 +100,9 @@ class Managed:
 def stop_all() -> None:
     for managed in list(_LIVE):
         managed.stop(grace=5.0)
+
+
+atexit.register(stop_all)  # a last resort: the runner stops its processes itself on every normal path
 
 
 def cpu_seconds(processes: Iterable[psutil.Process]) -> float:

@@ -142,6 +142,8 @@ def locust_step(
         server_peak_rss_mib={name: rss / 2**20 for name, rss in monitor.peak_rss.items()},
         system_busy_cpu_s=monitor.system_busy(since),
     )
+    if not step["requests"]:
+        step["failure_messages"] = [f"no request finished; Locust's log ends: {procs.tail(locust.log, 8)}"]
     tracked = step["locust_cpu_s"] + sum(cpu.values())
     step["other_cpu_s"] = max(0.0, step["system_busy_cpu_s"] - tracked)
     return step
