@@ -74,6 +74,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
             f"| {_num(row.speed.get('p99_ms'), '.2f')} | {_num(row.speed.get('throughput_per_s'), ',.0f')} "
             f"| {note} |"
         )
+    lines += goals(rows)
     flagged = [row for row in rows if row.flagged]
     failed = [row for row in rows if row.status in ("failed", "skipped")]
     if flagged:
@@ -83,6 +84,49 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         lines += ["", "## Not produced", ""]
         lines += [f"- `{row.servable}` ({row.status}): {row.reason}" for row in failed]
     return "\n".join(lines) + "\n"
+
+
+def goals(rows: list[Row]) -> list[str]:
+    """Issue 3's goals, checked against this report's numbers."""
+    by_name = {row.servable: row for row in rows}
+    lines = ["", "## Goals", ""]
+
+    def check(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+    cnn, int8 = by_name.get("cnn"), by_name.get("cnn_int8")
+    if cnn and int8 and int8.accuracy_delta is not None and cnn.speed and int8.speed:
+        latency = int8.speed["p50_ms"] / cnn.speed["p50_ms"]
+        lines.append(
+            f"- cnn int8: accuracy {int8.accuracy_delta:+.2f} points (within 0.3: "
+            f"{check(abs(int8.accuracy_delta) <= 0.3)}), size {int8.size_ratio:.2f}x (<= 0.3x: "
+            f"{check((int8.size_ratio or 1) <= 0.3)}), batch-1 p50 {latency:.2f}x the SavedModel's "
+            f"(<= 0.6x: {check(latency <= 0.6)})"
+        )
+    lstm = by_name.get("lstm_dynamic")
+    if lstm and lstm.accuracy_delta is not None:
+        lines.append(
+            f"- lstm dynamic: accuracy {lstm.accuracy_delta:+.2f} points (within 0.3: "
+            f"{check(abs(lstm.accuracy_delta) <= 0.3)})"
+        )
+    kept = [r for r in rows if r.model == "transformer" and r.format != "savedmodel" and r.accuracy is not None]
+    if kept:
+        lines.append(
+            "- transformer: "
+            + "; ".join(
+                f"{r.format} {r.accuracy_delta:+.2f} points, agreement {_pct(r.agreement)}"
+                f" ({'passes' if (r.agreement or 0) >= AGREEMENT_THRESHOLD else 'fails'} the 99% agreement bar)"
+                for r in kept
+            )
+        )
+    onnx = [r for r in rows if r.format == "onnx" and r.agreement is not None]
+    if onnx:
+        worst = min(onnx, key=lambda r: r.agreement or 0)
+        lines.append(
+            f"- onnx agreement >= 99.9% for every model: {check(all((r.agreement or 0) >= 0.999 for r in onnx))} "
+            f"(lowest {worst.servable} {_pct(worst.agreement)})"
+        )
+    return lines if len(lines) > 3 else []
 
 
 def plots(rows: list[Row], repo: Path) -> list[Path]:
