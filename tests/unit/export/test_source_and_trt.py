@@ -77,3 +77,21 @@ def test_markdown_lists_flagged_and_failed() -> None:
     assert "- `cnn_int8`: agreement low" in text
     assert "- `lstm_int8` (failed): TFLite converter: op X" in text
     assert "| cnn | source | 90.00% |" in text
+
+
+def test_goals_are_checked_from_the_numbers() -> None:
+    rows = [
+        report.Row("cnn", "savedmodel", "cnn", 1, "source", accuracy=0.9, speed={"p50_ms": 2.0}),
+        report.Row(
+            "cnn", "int8", "cnn_int8", 1, "converted", accuracy_delta=-0.5, size_ratio=0.25, speed={"p50_ms": 1.0}
+        ),
+        report.Row("lstm", "dynamic", "lstm_dynamic", 1, "converted", accuracy_delta=0.1),
+        report.Row("cnn", "onnx", "cnn_onnx", 1, "converted", agreement=0.9995),
+    ]
+    lines = report.goals(rows)
+    assert lines[3] == (
+        "- cnn int8: accuracy -0.50 points (within 0.3: NOT met), size 0.25x (<= 0.3x: met), "
+        "batch-1 p50 0.50x the SavedModel's (<= 0.6x: met)"
+    )
+    assert lines[4] == "- lstm dynamic: accuracy +0.10 points (within 0.3: met)"
+    assert lines[5] == "- onnx agreement >= 99.9% for every model: met (lowest cnn_onnx 99.95%)"
