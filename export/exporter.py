@@ -26,6 +26,7 @@ from export.variants import (
     variant_name,
 )
 from serving.modelserver.runtimes.base import Model
+from training.repository import _remove_stale_staging as remove_stale_staging
 from training.repository import staged_directory, versions
 
 
@@ -100,6 +101,8 @@ class Exporter:
             else:
                 if format_name == "trt" and self.trt_reason is not None:
                     raise Skipped(self.trt_reason)
+                if final.parent.is_dir():  # what a killed export left (servers ignore it: not a number)
+                    remove_stale_staging(final.parent)
                 try:
                     with staged_directory(final) as staging:
                         self._convert(found, format_name, staging)
