@@ -40,5 +40,8 @@ def test_modelserver_serves_every_exported_servable(exported: Exported, tmp_path
                 assert len(outputs["class_id"]) == 2 and np.array(outputs["probabilities"]).shape == (2, 10)
             metrics = client.get("/monitoring/prometheus/metrics")
             assert metrics.status_code == 200
+        for model in ("cnn", "lstm", "transformer", "ensemble"):  # the warmup records were replayed at load
+            warmup = repo / model / "1" / "assets.extra" / "tf_serving_warmup_requests"
+            assert f"{warmup}. Number of warmup records read: 3." in server.log()
     finally:
         server.stop()
