@@ -20,6 +20,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,16 @@ def shared_payloads(kind: str, servable: str, batch: int, shift: int) -> list[pa
         return _PAYLOADS[key]
 
 
+_STARTS = itertools.count()
+
+
+def rotated(pool: list[payloads.Payload]) -> Iterator[payloads.Payload]:
+    """Each user starts one payload further than the last, so every image is sent about as often
+    (``id(self)`` offsets were multiples of 16: a few starting points, some images never sent)."""
+    start = next(_STARTS) % len(pool)
+    return itertools.cycle(pool[start:] + pool[:start])
+
+
 class _Paced:
     """Closed loop by default; with ``--target-rps R`` each of U users sends one request every U/R s."""
 
@@ -114,7 +125,7 @@ class RestUser(_Paced, FastHttpUser):
         self.auth = {"x-api-key": key} if key else {}
         self.name = f"{self.kind} {self.servable} x{self.batch}"
         pool = shared_payloads(self.kind, self.servable, self.batch, int(self.option("label_shift", 0)))
-        self.cycle = itertools.cycle(pool[id(self) % len(pool) :] + pool[: id(self) % len(pool)])
+        self.cycle = rotated(pool)
 
     @task
     def predict(self) -> None:
@@ -159,7 +170,7 @@ class GrpcUser(_Paced, User):
         key = self.option("api_key", "")
         self.metadata = (("x-api-key", key),) if key else None
         pool = shared_payloads("grpc", self.servable, self.batch, int(self.option("label_shift", 0)))
-        self.cycle = itertools.cycle(pool[id(self) % len(pool) :] + pool[: id(self) % len(pool)])
+        self.cycle = rotated(pool)
 
     def on_stop(self) -> None:
         self.channel.close()
