@@ -68,6 +68,7 @@ def load_member(repo: Path, name: str) -> tuple[keras.Model, int, dict[str, Any]
 
 def train_ensemble(data: Dataset, repo: Path, seed: int, test_size: int | None) -> TrainResult:
     started = time.monotonic()
+    commit = git_commit()  # the code that trains, not whatever is checked out when the run ends
     loaded = [load_member(repo, name) for name in MEMBERS]
     cards = [card for _, _, card in loaded]
     datasets = {card["dataset"]["name"] for card in cards}
@@ -100,7 +101,7 @@ def train_ensemble(data: Dataset, repo: Path, seed: int, test_size: int | None) 
         },
         "training": {"seed": seed, "seconds": round(seconds, 1)},
         "versions": library_versions(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     with new_version(repo, "ensemble") as (version, staging):

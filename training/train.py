@@ -113,6 +113,7 @@ class Progress(keras.callbacks.Callback):
 def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: int) -> TrainResult:
     keras.utils.set_random_seed(seed)
     started = time.monotonic()
+    commit = git_commit()  # the code that trains, not whatever is checked out when the run ends
     x_train, y_train = data.x_train, data.y_train
     if profile.train_size:
         x_train, y_train = subset(x_train, y_train, profile.train_size, seed)
@@ -186,7 +187,7 @@ def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: in
             "parameters": model.count_params(),
         },
         "versions": library_versions(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     with new_version(repo, name) as (version, staging):
