@@ -49,7 +49,7 @@ MODEL_NAMES = ("cnn", "lstm", "transformer", "ensemble")
 TRAINABLE_NAMES = ("cnn", "lstm", "transformer")
 
 DEFAULT_CONFIGS: dict[str, ModelConfig] = {
-    "cnn": ModelConfig("cnn", width=32, depth=2, dropout=0.3),
+    "cnn": ModelConfig("cnn", width=32, depth=2, dropout=0.2),
     "lstm": ModelConfig("lstm", width=128, depth=1, dropout=0.3),
     "transformer": ModelConfig("transformer", width=64, depth=3, dropout=0.1, extra={"heads": 4, "mlp_ratio": 2}),
 }
