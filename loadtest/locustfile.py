@@ -31,6 +31,7 @@ except ImportError:
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
+import orjson
 from locust import FastHttpUser, User, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
@@ -63,8 +64,13 @@ def _options(parser: Any) -> None:
     group.add_argument("--label-shift", env_var="LOCUST_LABEL_SHIFT", type=int, default=0, help=_SHIFT_HELP)
     group.add_argument("--timeout", env_var="LOCUST_TIMEOUT", type=float, default=30.0, help="gRPC deadline, s")
     group.add_argument("--api-key", env_var="LOCUST_API_KEY", default="", help="sent as x-api-key (header / metadata)")
+    group.add_argument("--events-file", env_var="LOCUST_EVENTS_FILE", default="", help=_EVENTS_HELP)
 
 
+_EVENTS_HELP = (
+    "append one JSON line per request (wall time, latency, ok, error, payload index, classes, model version) "
+    "to this file, for checks that need every request (reliability runs)"
+)
 _SHIFT_HELP = "expect (label + N) mod 10: a deliberately wrong label, to check the wrong-answer counter"
 _PAYLOADS: dict[tuple[str, str, int, int], list[payloads.Payload]] = {}
 _PAYLOADS_LOCK = threading.Lock()
@@ -82,11 +88,12 @@ def shared_payloads(kind: str, servable: str, batch: int, shift: int) -> list[pa
 _STARTS = itertools.count()
 
 
-def rotated(pool: list[payloads.Payload]) -> Iterator[payloads.Payload]:
-    """Each user starts one payload further than the last, so every image is sent about as often
-    (``id(self)`` offsets were multiples of 16: a few starting points, some images never sent)."""
+def rotated(pool: list[payloads.Payload]) -> Iterator[tuple[int, payloads.Payload]]:
+    """(index in pool, payload), each user starting one payload further than the last, so every image
+    is sent about as often (``id(self)`` offsets were multiples of 16: some images were never sent)."""
     start = next(_STARTS) % len(pool)
-    return itertools.cycle(pool[start:] + pool[:start])
+    order = list(range(start, len(pool))) + list(range(start))
+    return itertools.cycle([(index, pool[index]) for index in order])
 
 
 class _Paced:
@@ -129,15 +136,19 @@ class RestUser(_Paced, FastHttpUser):
 
     @task
     def predict(self) -> None:
-        payload = next(self.cycle)
+        index, payload = next(self.cycle)
         headers = {"Content-Type": payload.content_type, **self.auth}
+        context: dict[str, Any] = {"payload": index}
         with self.client.post(
             self.path,
             data=payload.body,  # type: ignore[arg-type]  # bytes are sent as they are
             headers=headers,
             name=self.name,
             catch_response=True,
+            context=context,
         ) as response:
+            context["status"] = response.status_code
+            context["version"] = (response.headers or {}).get("x-model-version", "")
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return
@@ -146,6 +157,7 @@ class RestUser(_Paced, FastHttpUser):
             except payloads.AnswerError as error:
                 response.failure(str(error))
                 return
+            context["classes"] = classes
             ANSWERS.record(self.name, len(classes), payloads.wrong_count(classes, payload.labels))
 
 
@@ -177,15 +189,19 @@ class GrpcUser(_Paced, User):
 
     @task
     def predict(self) -> None:
-        payload = next(self.cycle)
+        index, payload = next(self.cycle)
         started = time.perf_counter()
         exception: Exception | None = None
         length = 0
+        context: dict[str, Any] = {"payload": index}
         try:
             response = self.call(payload.body, timeout=self.timeout, metadata=self.metadata)
             length = response.ByteSize()
+            context["version"] = str(response.model_spec.version.value or "")
             classes = payloads.grpc_class_ids(response, self.batch)
+            context["classes"] = classes
         except grpc.RpcError as error:
+            context["status"] = error.code().name
             exception = RuntimeError(f"{error.code().name}: {error.details()}")
         except payloads.AnswerError as error:
             exception = error
@@ -196,7 +212,7 @@ class GrpcUser(_Paced, User):
             response_time=elapsed_ms,
             response_length=length,
             exception=exception,
-            context={},
+            context=context,
         )
         if exception is None:
             ANSWERS.record(self.name, len(classes), payloads.wrong_count(classes, payload.labels))
@@ -207,6 +223,34 @@ def _latency(request_type: str, name: str, response_time: float, exception: Any,
     ANSWERS.request(name, response_time, exception is not None, str(exception)[:200] if exception else "")
 
 
+class _EventLog:
+    """One JSON line per request; written by the process that sent it (each worker its own file)."""
+
+    def __init__(self) -> None:
+        self.stream: Any = None
+
+    def open(self, path: str) -> None:
+        if path and self.stream is None:
+            self.stream = open(path, "a", buffering=1)  # noqa: SIM115  (open for the whole run)
+
+    def write(self, name: str, response_time: float, exception: Any, context: dict[str, Any] | None) -> None:
+        if self.stream is None:
+            return
+        row = {"t": time.time(), "name": name, "ms": round(response_time, 3), "ok": exception is None}
+        if exception is not None:
+            row["error"] = str(exception)[:300]
+        row.update(context or {})
+        self.stream.write(orjson.dumps(row).decode() + "\n")
+
+
+EVENTS = _EventLog()
+
+
+@events.request.add_listener
+def _event(name: str, response_time: float, exception: Any, context: dict[str, Any] | None = None, **_: Any) -> None:
+    EVENTS.write(name, response_time, exception, context)
+
+
 @events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
     if environment.web_ui is not None and environment.web_ui.app is not None:
@@ -215,6 +259,7 @@ def _init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:
         return
+    EVENTS.open(getattr(options, "events_file", "") or "")
     names = {user_class.__name__ for user_class in environment.user_classes}
     batch, shift = int(getattr(options, "batch", 1)), int(getattr(options, "label_shift", 0))
     servable = getattr(options, "servable", "cnn")
