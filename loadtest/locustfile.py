@@ -147,6 +147,8 @@ class RestUser(_Paced, FastHttpUser):
             catch_response=True,
             context=context,
         ) as response:
+            # FastHttpSession fires the event with a copy of ``context``: fill in the copy it will send
+            context = response.request_meta.get("context", context)
             context["status"] = response.status_code
             context["version"] = (response.headers or {}).get("x-model-version", "")
             if response.status_code != 200:
@@ -200,6 +202,7 @@ class GrpcUser(_Paced, User):
             context["version"] = str(response.model_spec.version.value or "")
             classes = payloads.grpc_class_ids(response, self.batch)
             context["classes"] = classes
+            context["status"] = "OK"
         except grpc.RpcError as error:
             context["status"] = error.code().name
             exception = RuntimeError(f"{error.code().name}: {error.details()}")
