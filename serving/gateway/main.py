@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from serving.gateway.api.errors import install_error_handlers
 from serving.gateway.api.middleware import GatewayMiddleware
+from serving.gateway.api.openapi import install as install_openapi
 from serving.gateway.api.routes import classify, ops, tfserving
 from serving.gateway.auth import ApiKeys
 from serving.gateway.config import Settings
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(classify.router)
     app.include_router(tfserving.router)  # last: its /v1/{path} catches what the others do not
+    install_openapi(app, app.state.api_keys)
     app.add_middleware(
         GatewayMiddleware,
         access=gateway.access,

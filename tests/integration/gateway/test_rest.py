@@ -185,7 +185,10 @@ def test_health_ready_metrics_and_model_list(gateway: Gateway) -> None:
     assert models["vote"]["quorum"] == 2
     assert gateway.client.get("/docs").status_code == 200
     paths = gateway.client.get("/openapi.json").json()["paths"]
-    assert sorted(paths) == ["/healthz", "/metrics", "/readyz", "/v1/classify/{name}", "/v1/models", "/v1/{path}"]
+    forms = ["", "/labels/{label}", "/versions/{version}"]
+    tf_serving = [f"/v1/models/{{name}}{form}{end}" for form in forms for end in ("", "/metadata", ":predict")]
+    expected = ["/healthz", "/metrics", "/readyz", "/v1/classify/{name}", "/v1/models", "/v1/{path}", *tf_serving]
+    assert sorted(paths) == sorted(expected)
 
 
 def test_gateway_process_never_imported_tensorflow(gateway: Gateway) -> None:

@@ -22,6 +22,7 @@ from serving.errors import InvalidInput
 from serving.gateway import images
 from serving.gateway.api.deps import API_KEY, CallDep, GatewayDep
 from serving.gateway.api.errors import JSON
+from serving.gateway.api.openapi import errors, json_body
 from serving.gateway.ensembles import MemberAnswer
 from serving.gateway.service import Gateway
 from serving.tensors import from_numpy, to_numpy
@@ -29,16 +30,65 @@ from serving.tensors import from_numpy, to_numpy
 router = APIRouter(dependencies=[API_KEY], tags=["classify"])
 
 _OFF_LOOP_BYTES = 256 * 1024  # decode bigger inputs in a worker thread
+_IMAGE = {
+    "description": "base64 PNG/JPEG (a data URL too), or a pixel array: 784 values or [height][width] "
+    "(optionally x1, x3 or x4 channels), values 0..255",
+    "oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}],
+}
 _BODY_DOC = {
     "requestBody": {
+        "required": True,
         "content": {
-            "application/json": {"example": {"images": ["<base64 PNG>", [[0] * 28] * 28]}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "oneOf": [
+                        {"required": ["image"], "properties": {"image": _IMAGE}},
+                        {
+                            "required": ["images"],
+                            "not": {"required": ["image"]},
+                            "properties": {"images": {"type": "array", "minItems": 1, "items": _IMAGE}},
+                        },
+                    ],
+                },
+                "example": {"images": ["<base64 PNG>", [[0] * 28] * 28]},
+            },
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
             },
             "image/png": {"schema": {"type": "string", "format": "binary"}},
-        }
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
     }
+}
+_ANSWER = {
+    "type": "object",
+    "required": ["model", "servable", "version", "degraded", "predictions", "conversions"],
+    "properties": {
+        "model": {"type": "string"},
+        "servable": {"type": "string"},
+        "version": {"type": "string"},
+        "degraded": {"type": "boolean"},
+        "predictions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "class_id", "score", "probabilities"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "class_id": {"type": "integer"},
+                    "score": {"type": "number"},
+                    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+                },
+            },
+        },
+        "conversions": {"type": "array", "items": {"type": "object"}},
+        "members": {"type": "array", "items": {"type": "object"}},
+    },
 }
 
 
@@ -82,6 +132,7 @@ def _decode_all(items: list[Any], max_pixels: int) -> list[tuple[np.ndarray, ima
     "/v1/classify/{name}",
     summary="Classify images (PNG/JPEG, base64 or pixel arrays)",
     openapi_extra=_BODY_DOC,
+    responses={**json_body(_ANSWER), **errors(400, 404, 413, 429, 503, 504)},
 )
 async def classify(name: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
     call.method = "classify"

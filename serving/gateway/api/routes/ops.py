@@ -7,21 +7,30 @@ from typing import Any
 import orjson
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from serving.gateway.api.deps import API_KEY, CallDep, GatewayDep
 from serving.gateway.api.errors import JSON, error_response
+from serving.gateway.api.openapi import errors, json_body
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is alive")
+def _status(value: str) -> dict[int | str, dict[str, Any]]:
+    return json_body({"type": "object", "required": ["status"], "properties": {"status": {"const": value}}})
+
+
+@router.get("/healthz", summary="The process is alive", responses=_status("alive"))
 async def healthz(call: CallDep) -> Response:
     call.method = "health"
     return Response(b'{"status":"alive"}', media_type=JSON)
 
 
-@router.get("/readyz", summary="Every configured servable is AVAILABLE upstream (503 with the reason if not)")
+@router.get(
+    "/readyz",
+    summary="Every configured servable is AVAILABLE upstream (503 with the reason if not)",
+    responses={**_status("ready"), **errors(503)},
+)
 async def readyz(gateway: GatewayDep, call: CallDep) -> Response:
     call.method = "health"
     ready, reason = gateway.catalog.readiness()
@@ -30,13 +39,34 @@ async def readyz(gateway: GatewayDep, call: CallDep) -> Response:
     return Response(b'{"status":"ready"}', media_type=JSON)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)
 async def metrics(gateway: GatewayDep, call: CallDep) -> Response:
     call.method = "metrics"
     return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/models", dependencies=[API_KEY], summary="Servables, routes and ensembles with their state")
+_MODELS = {
+    "type": "object",
+    "required": ["models"],
+    "properties": {
+        "models": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "kind"],
+                "properties": {"name": {"type": "string"}, "kind": {"enum": ["servable", "route", "ensemble"]}},
+            },
+        }
+    },
+}
+
+
+@router.get(
+    "/v1/models",
+    dependencies=[API_KEY],
+    summary="Servables, routes and ensembles with their state",
+    responses=json_body(_MODELS),
+)
 async def list_models(gateway: GatewayDep, call: CallDep) -> Response:
     call.method = "models"
     catalog = gateway.catalog

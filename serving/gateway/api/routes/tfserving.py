@@ -8,16 +8,18 @@ status/metadata answers are printed with TF Serving's JSON options.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from google.protobuf import json_format
 from starlette.responses import Response
 
 from serving import protos, restjson
 from serving.errors import Internal, InvalidInput, Unimplemented
 from serving.gateway.api.deps import API_KEY, CallDep, GatewayDep
+from serving.gateway.api.openapi import errors, json_body
 from serving.gateway.context import CallContext
 from serving.gateway.service import Gateway
 from serving.tensors import from_numpy, to_numpy
@@ -35,9 +37,12 @@ def _version(text: str | None) -> int:
     if not text:
         return 0
     try:
-        return int(text)
+        version = int(text)
     except ValueError:
-        raise InvalidInput(f"Failed to convert version: {text} to numeric.") from None
+        version = -1
+    if not 0 <= version < 2**63:  # an int64 in the protos, as TF Serving's SimpleAtoi
+        raise InvalidInput(f"Failed to convert version: {text} to numeric.")
+    return version
 
 
 def _spec(spec: Any, name: str, version: int, label: str | None) -> None:
@@ -48,17 +53,117 @@ def _spec(spec: Any, name: str, version: int, label: str | None) -> None:
         spec.version_label = unquote(label)
 
 
-@router.post("/v1/{path:path}", summary="TF Serving predict: /v1/models/{name}[/versions/{v}|/labels/{l}]:predict")
+# What the URL forms answer, for /openapi.json. Every route below dispatches through ``tf_serving`` on
+# the raw URL, so the routes only name the forms; answers are TF Serving's whichever route matched.
+_PREDICT_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string"},
+        "instances": {"type": "array", "minItems": 1, "description": "row format: one item per example"},
+        "inputs": {"description": "columnar format: one tensor, or an object of named tensors"},
+    },
+    "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+}
+_PREDICT_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "oneOf": [
+        {"required": ["predictions"], "properties": {"predictions": {"type": "array"}}},
+        {"required": ["outputs"]},
+    ],
+}
+_STATUS_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "required": ["model_version_status"],
+    "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}},
+}
+_METADATA_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "required": ["model_spec", "metadata"],
+    "properties": {"model_spec": {"type": "object"}, "metadata": {"type": "object"}},
+}
+_LOOKUP_ERRORS = errors(400, 404, 429, 503, 504)
+_PREDICT_DOC: dict[str, Any] = {
+    "responses": {**json_body(_PREDICT_RESPONSE), **errors(400, 404, 413, 429, 503, 504)},
+    "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {"schema": _PREDICT_REQUEST}}}},
+}
+Name = Annotated[str, Path(description="servable, route or ensemble")]
+Version = Annotated[str, Path(json_schema_extra={"pattern": "^[0-9]+$"})]
+Label = Annotated[str, Path(description="version label, e.g. stable")]
+Handler = Callable[..., Awaitable[Response]]
+
+
+async def _by_name(name: Name, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    return await tf_serving(request, gateway, call)
+
+
+async def _by_version(name: Name, version: Version, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    return await tf_serving(request, gateway, call)
+
+
+async def _by_label(name: Name, label: Label, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+    return await tf_serving(request, gateway, call)
+
+
+_FORMS: tuple[tuple[str, str, Handler], ...] = (
+    ("", "", _by_name),
+    ("/versions/{version}", "_version", _by_version),
+    ("/labels/{label}", "_label", _by_label),
+)
+for _suffix, _id, _handler in _FORMS:
+    _base = "/v1/models/{name}" + _suffix
+    router.add_api_route(
+        _base + ":predict",
+        _handler,
+        methods=["POST"],
+        operation_id=f"predict{_id}",
+        summary="TF Serving Predict",
+        **_PREDICT_DOC,
+    )
+    router.add_api_route(
+        _base,
+        _handler,
+        methods=["GET"],
+        operation_id=f"status{_id}",
+        summary="TF Serving GetModelStatus",
+        responses={**json_body(_STATUS_RESPONSE), **_LOOKUP_ERRORS},
+    )
+    router.add_api_route(
+        _base + "/metadata",
+        _handler,
+        methods=["GET"],
+        operation_id=f"metadata{_id}",
+        summary="TF Serving GetModelMetadata (signature_def)",
+        responses={**json_body(_METADATA_RESPONSE), **_LOOKUP_ERRORS},
+    )
+
+_OTHER_DOC = (
+    "Any other URL under /v1/ goes through TF Serving's URL patterns as above; what matches none is TF "
+    "Serving's 400 Malformed request. :classify and :regress answer 501 (the model contract has no such "
+    "signatures)."
+)
+
+
+@router.post(
+    "/v1/{path:path}",
+    summary="TF Serving URL dispatch (POST)",
+    description=_OTHER_DOC,
+    responses={**json_body({"type": "object"}), **errors(400, 404, 413, 429, 501, 503, 504)},
+)
 async def tf_serving_post(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
     return await tf_serving(request, gateway, call)
 
 
-@router.get("/v1/{path:path}", summary="TF Serving status and metadata: /v1/models/{name}[/versions/{v}][/metadata]")
+@router.get(
+    "/v1/{path:path}",
+    summary="TF Serving URL dispatch (GET)",
+    description=_OTHER_DOC,
+    responses={**json_body({"type": "object"}), **_LOOKUP_ERRORS},
+)
 async def tf_serving_get(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
     return await tf_serving(request, gateway, call)
 
 
-@router.api_route("/v1/{path:path}", methods=["PUT", "DELETE", "PATCH"], include_in_schema=False)
+@router.api_route("/v1/{path:path}", methods=["PUT", "DELETE", "PATCH", "OPTIONS"], include_in_schema=False)
 async def tf_serving_other(path: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
     return await tf_serving(request, gateway, call)
 
