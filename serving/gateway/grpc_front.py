@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from serving import protos
-from serving.errors import ServingError
+from serving.errors import ServingError, Unimplemented
 from serving.gateway.auth import ApiKeys
 from serving.gateway.config import Settings
 from serving.gateway.context import CallContext, new_request_id
@@ -62,15 +62,21 @@ class GrpcFront:
         self.server.add_generic_rpc_handlers(
             (
                 protos.PREDICTION_SERVICE.handler(
-                    {
-                        "Predict": self._guarded("predict", f"/{prediction}/Predict", gateway.predict),
-                        "GetModelMetadata": self._guarded(
-                            "metadata", f"/{prediction}/GetModelMetadata", gateway.metadata
-                        ),
-                    }
+                    self._with_unimplemented(
+                        protos.PREDICTION_SERVICE,
+                        {
+                            "Predict": self._guarded("predict", f"/{prediction}/Predict", gateway.predict),
+                            "GetModelMetadata": self._guarded(
+                                "metadata", f"/{prediction}/GetModelMetadata", gateway.metadata
+                            ),
+                        },
+                    )
                 ),
                 protos.MODEL_SERVICE.handler(
-                    {"GetModelStatus": self._guarded("status", f"/{model}/GetModelStatus", gateway.status)}
+                    self._with_unimplemented(
+                        protos.MODEL_SERVICE,
+                        {"GetModelStatus": self._guarded("status", f"/{model}/GetModelStatus", gateway.status)},
+                    )
                 ),
             )
         )
@@ -102,6 +108,20 @@ class GrpcFront:
         for service in ("", *SERVICES):
             await self.health.set(service, status)
 
+    def _with_unimplemented(self, service: protos.Service, handlers: dict[str, Handler]) -> dict[str, Handler]:
+        """Every other method of ``service`` answers UNIMPLEMENTED, after the same key check as the rest
+        (so a caller without a key learns nothing, and gets UNAUTHENTICATED, from every method)."""
+        for method in service.methods:
+            if method.name not in handlers:
+                message = f"The gateway does not serve {service.name}/{method.name}"
+
+                async def unimplemented(request: Any, call: CallContext, message: str = message) -> Any:
+                    raise Unimplemented(message)
+
+                route = f"/{service.name}/{method.name}"
+                handlers[method.name] = self._guarded(method.name.lower(), route, unimplemented)
+        return handlers
+
     def _guarded(self, name: str, route: str, method: Method) -> Handler:
         keys, request_key_header, request_s = self._keys, self._request_key, self._request_s
         access = self._gateway.access
@@ -120,6 +140,8 @@ class GrpcFront:
             response = None
             try:
                 keys.check(metadata.get(keys.header), metadata.get("authorization"))
+                if isinstance(request, protos.Undecodable):  # bytes that are not the method's message
+                    raise request.error
                 response = await method(request, call)
             except ServingError as error:
                 failure = (error.grpc_code, error.message)
