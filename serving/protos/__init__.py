@@ -16,7 +16,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
+
+from serving.errors import InvalidInput
 
 DESCRIPTOR_SET_PATH = Path(__file__).with_name("tfserving.binpb")
 
@@ -108,17 +110,38 @@ class Service:
         )
 
     def handler(self, implementations: Mapping[str, Callable[..., Any]]) -> grpc.GenericRpcHandler:
-        """A generic handler serving the given method implementations (sync or async callables)."""
+        """A generic handler serving the given method implementations (sync or async callables).
+
+        Request bytes that do not parse reach the implementation as an ``Undecodable`` (whose ``error``
+        to raise is INVALID_ARGUMENT), instead of grpc answering UNKNOWN with a traceback in the log.
+        """
         handlers = {
             m.name: grpc.unary_unary_rpc_method_handler(
                 implementations[m.name],
-                request_deserializer=m.request.FromString,
+                request_deserializer=_lenient(m.request.FromString),
                 response_serializer=m.response.SerializeToString,
             )
             for m in self.methods
             if m.name in implementations
         }
         return grpc.method_handlers_generic_handler(self.name, handlers)
+
+
+class Undecodable:
+    """Stands in for request bytes that are not the method's message."""
+
+    def __init__(self, message: str) -> None:
+        self.error = InvalidInput(message)
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return Undecodable(f"Could not parse the request message: {error}")
+
+    return deserialize
 
 
 class _Stub:
