@@ -42,6 +42,7 @@ class ServableVersion:
     model: runtimes.Model | None = None
     inflight: int = 0
     extras: dict[str, Any] = field(default_factory=dict)  # per-version caches (batchers) owned by callers
+    identity: tuple[int, int] | None = None  # the version directory's (inode, ctime) when its load was tried
 
     @property
     def runtime(self) -> runtimes.Model:
@@ -75,6 +76,16 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
     except OSError:
         return {}
     return {int(entry.name): entry for entry in entries if entry.name.isdigit() and entry.is_dir()}
+
+
+def directory_identity(path: Path) -> tuple[int, int] | None:
+    """Tells a version directory from one published later under the same number (a rename makes a new
+    inode or at least a new ctime), so a failed version that is replaced gets loaded again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_ctime_ns
 
 
 def aspired_versions(config: Any, available: dict[int, Path]) -> set[int]:
@@ -180,8 +191,13 @@ class ServableManager:
             with self._lock:
                 for version in sorted(aspired, reverse=True):
                     existing = served.versions.get(version)
-                    if existing is not None and (existing.state in (LOADING, AVAILABLE) or existing.error is not None):
+                    if existing is not None and existing.state in (LOADING, AVAILABLE):
                         continue
+                    if existing is not None and existing.error is not None:
+                        # failed: retried only once a different directory is published under its number
+                        if existing.identity == directory_identity(on_disk[version]):
+                            continue
+                        log.info("Servable %s version %d was published again; loading it", name, version)
                     platform = served.config.model_platform or "tensorflow"
                     served.versions[version] = ServableVersion(name, version, on_disk[version], platform)  # START
                     to_load.append(version)
@@ -193,6 +209,7 @@ class ServableManager:
         with self._lock:
             entry = served.versions[version]
             entry.state = LOADING
+            entry.identity = directory_identity(path)
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
         try:
             model = runtimes.load(entry.platform, path, self._options.runtime, self._options.prefer_tflite)
