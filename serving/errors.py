@@ -114,6 +114,15 @@ class DeadlineExceeded(ServingError):
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class RequestTimeout(DeadlineExceeded):
+    """A client too slow to send its request (headers or body): REST answers 408, not TF Serving's 504
+    for a slow model, so the status says whose side was slow."""
+
+    @property
+    def http_status(self) -> int:
+        return 408
+
+
 class Internal(ServingError):
     grpc_code = grpc.StatusCode.INTERNAL
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from serving.gateway.config import ConfigError, load_settings
+from serving.http_timeouts import timed_http_protocol
 
 log = logging.getLogger("tensorgate.gateway")
 
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.http_port,
         loop="asyncio",  # grpc.aio and uvicorn share this loop
-        http="httptools",
+        http=timed_http_protocol(settings.timeouts.header_read_s),  # httptools, with a header timeout
         ws="none",  # no websockets: nothing to import for them
         access_log=False,  # ours is structured: serving.gateway.accesslog
         log_config=None,
@@ -77,6 +80,16 @@ class _Server(uvicorn.Server):
         front = self._app.state.grpc_front
         stopping = [front.stop(self._grace)] if front is not None else []
         await asyncio.gather(super().shutdown(sockets), *stopping)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the SIGTERM/SIGINT it drained for, so the process would end with -15 after
+        # a clean drain; a graceful stop of this program exits 0 instead.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 if __name__ == "__main__":

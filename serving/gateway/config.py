@@ -58,6 +58,8 @@ class TimeoutConfig(_Section):
     probe_s: float = Field(0.5, gt=0, description="probe period of an ejected target")
     metadata_ttl_s: float = Field(30.0, gt=0, description="cache lifetime of signature metadata")
     shutdown_grace_s: float = Field(10.0, ge=0, description="time to finish in-flight requests")
+    header_read_s: float = Field(10.0, gt=0, description="time to receive a request's headers; slower: 408")
+    body_read_s: float = Field(20.0, gt=0, description="time to receive a REST body after its headers; slower: 408")
 
 
 class RetryConfig(_Section):

@@ -61,6 +61,8 @@ def from_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, Conversion]:
     image: Any
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # Pillow's own refusal (over 2x its limit): a header that lies
+        raise PayloadTooLarge(f"Image is over the limit of {max_pixels} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise InvalidInput("The image could not be decoded: send PNG or JPEG bytes") from None
     width, height = image.size

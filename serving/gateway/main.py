@@ -50,5 +50,6 @@ def create_app(settings: Settings) -> FastAPI:
         request_s=settings.timeouts.request_s,
         max_body=settings.limits.max_body_bytes,
         request_key=settings.request_key_header,
+        body_read_s=settings.timeouts.body_read_s,
     )
     return app

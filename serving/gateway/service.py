@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from serving import protos
-from serving.errors import InvalidInput, ServingError
+from serving.errors import InvalidInput, NotFound, ServingError
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.catalog import AVAILABLE, Catalog
 from serving.gateway.coalesce import Coalescer, Send
@@ -26,6 +26,14 @@ from serving.gateway.upstream import UpstreamPool
 log = logging.getLogger("tensorgate.gateway")
 
 _SHADOW_IN_FLIGHT = 64  # mirrored calls beyond this are dropped (and counted), never queued
+# No servable has a longer name; the upstream would echo a longer one in its NOT_FOUND message, and a
+# gRPC status message over 8 KiB breaks the channel's metadata limit (RESOURCE_EXHAUSTED, not 404).
+MAX_NAME_CHARS = 1024
+
+
+def check_name(name: str) -> None:
+    if len(name) > MAX_NAME_CHARS:
+        raise NotFound(f"Servable not found: a name of {len(name)} characters (the limit is {MAX_NAME_CHARS})")
 
 
 class Gateway:
@@ -68,6 +76,7 @@ class Gateway:
         """Answer a PredictRequest; ``call`` records the servable and version that answered."""
         self._check_batch(request)
         name = request.model_spec.name
+        check_name(name)
         ensemble = self.ensembles.get(name)
         if ensemble is not None:
             response, _ = await ensemble.predict(request, call, self._forward)
@@ -152,6 +161,7 @@ class Gateway:
 
     async def metadata(self, request: Any, call: CallContext) -> Any:
         name = request.model_spec.name
+        check_name(name)
         servable = self._stand_in(name)
         if servable != name:
             request.model_spec.name = servable
@@ -165,6 +175,7 @@ class Gateway:
 
     async def status(self, request: Any, call: CallContext) -> Any:
         name = request.model_spec.name
+        check_name(name)
         if name in self.ensembles:
             return self._ensemble_status(name)
         servable = self._stand_in(name)

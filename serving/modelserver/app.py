@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from serving.http_timeouts import timed_http_protocol
 from serving.modelserver import config as config_files
 from serving.modelserver import inference
 from serving.modelserver.flags import Flags
@@ -24,6 +25,7 @@ from serving.modelserver.runtimes import RuntimeOptions
 from serving.modelserver.service import ModelServer
 
 log = logging.getLogger("serving.modelserver")
+SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM / SIGINT (the gateway's default)
 
 
 def worker_threads() -> int:
@@ -106,6 +108,7 @@ async def serve(flags: Flags) -> None:
         log.info("Running gRPC ModelServer at UNIX socket %s ...", flags.grpc_socket_path)
 
     rest_server = None
+    rest_task: asyncio.Task[None] | None = None
     if flags.rest_api_port:
         metrics_path = monitoring.prometheus_path if monitoring.prometheus_enabled else None
         app = RestApp(model_server, flags.rest_api_timeout_in_ms, flags.rest_api_max_body_bytes, metrics_path)
@@ -116,6 +119,9 @@ async def serve(flags: Flags) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            # request headers get the REST timeout too (uvicorn has none: a slow client held on forever)
+            http=timed_http_protocol(flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else 3600),
         )
         rest_server = uvicorn.Server(rest_config)
         rest_server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]
@@ -128,9 +134,13 @@ async def serve(flags: Flags) -> None:
     await stopped.wait()
     log.info("Shutting down")
     stop_config_poll.set()
-    if rest_server is not None:
+    # Both fronts stop accepting at once and drain what is in flight (the REST task was not awaited
+    # before: in-flight REST requests were cut off and their model calls cancelled).
+    draining: list[Any] = [grpc_server.stop(grace=SHUTDOWN_GRACE_S)]
+    if rest_server is not None and rest_task is not None:
         rest_server.should_exit = True
-    await grpc_server.stop(grace=1)
+        draining.append(rest_task)
+    await asyncio.gather(*draining)
     manager.stop()
     executor.shutdown(wait=False, cancel_futures=True)
 

@@ -3,7 +3,8 @@
 URLs follow TF Serving's regexes (http_rest_api_util.cc), case-insensitive:
 ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:(predict|classify|regress)`` and
 ``GET /v1/models/{name}[/versions/{v}|/labels/{l}][/metadata]``. Every answer is JSON; errors are
-``{"error": "..."}`` with TF Serving's status -> HTTP mapping. Bodies over ``max_body_bytes`` get 413.
+``{"error": "..."}`` with TF Serving's status -> HTTP mapping. Bodies over ``max_body_bytes`` get 413;
+a body not received within the REST timeout gets 408 (and the connection is closed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.protobuf import json_format
 
 from serving import protos, restjson
 from serving.errors import DeadlineExceeded, InvalidInput, NotFound, PayloadTooLarge, ServingError
+from serving.http_timeouts import receive_with_deadline
 from serving.modelserver import inference
 from serving.modelserver.service import ModelServer
 
@@ -33,6 +35,7 @@ STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE
 )
 JSON_HEADERS = [(b"content-type", b"application/json")]
+CLOSE_HEADERS = [*JSON_HEADERS, (b"connection", b"close")]
 # Bodies bigger than this are decoded and encoded in a worker thread, off the event loop.
 OFFLOAD_BYTES = 64 * 1024
 
@@ -65,6 +68,9 @@ class RestApp:
         started = time.perf_counter()
         model_name, api = "", "rest"
         try:
+            _check_declared_length(scope, self.max_body_bytes)
+            if self.timeout is not None:  # a client sending its body a byte at a time must not hold on
+                receive = receive_with_deadline(receive, time.monotonic() + self.timeout, self.timeout)
             body = await _read_body(receive, self.max_body_bytes)
             model_name, api, call = self._route(method, path, body)
             output = await asyncio.wait_for(call, self.timeout)
@@ -81,7 +87,7 @@ class RestApp:
             code = "OK" if status == 200 else str(status)
             self.server.metrics.request_count.inc(model_name, code)
             self.server.metrics.request_latency.observe((time.perf_counter() - started) * 1e6, model_name, api, "REST")
-        await _respond(send, status, payload, JSON_HEADERS)
+        await _respond(send, status, payload, JSON_HEADERS if status != 408 else CLOSE_HEADERS)
 
     def _route(self, method: str, path: str, body: bytes) -> tuple[str, str, Awaitable[bytes]]:
         if not path.lower().startswith("/v1/"):
@@ -195,6 +201,13 @@ def _fill_spec(spec: Any, name: str, version: int | None, label: str | None) -> 
         spec.version.value = version
     if label is not None:
         spec.version_label = label
+
+
+def _check_declared_length(scope: Scope, limit: int) -> None:
+    """Refuse a Content-Length over the limit before reading (the body may never come)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

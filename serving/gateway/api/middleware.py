@@ -1,4 +1,5 @@
-"""Pure ASGI middleware around every HTTP request: request id, deadline, body limit, access log.
+"""Pure ASGI middleware around every HTTP request: request id, deadline, body limit and read
+timeout, access log.
 
 Pure ASGI (not BaseHTTPMiddleware) keeps the hot path to a few attribute reads per request.
 """
@@ -13,15 +14,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.errors import PayloadTooLarge
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.context import CURRENT, CallContext, new_request_id
+from serving.http_timeouts import receive_with_deadline
 from serving.restjson import error_body
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, access: AccessLog, request_s: float, max_body: int, request_key: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        access: AccessLog,
+        request_s: float,
+        max_body: int,
+        request_key: str,
+        body_read_s: float = 20.0,
+    ) -> None:
         self.app = app
         self._access = access
         self._request_s = request_s
         self._max_body = max_body
+        self._body_read_s = body_read_s
         self._request_key = request_key.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,7 +47,8 @@ class GatewayMiddleware:
                 length = value
             elif name == self._request_key:
                 request_key = value.decode("latin-1")
-        call = CallContext(new_request_id(given_id), time.monotonic() + self._request_s, request_key)
+        now = time.monotonic()
+        call = CallContext(new_request_id(given_id), now + self._request_s, request_key)
         scope.setdefault("state", {})["call"] = call
         status = 500
         id_header = (b"x-request-id", call.request_id.encode("latin-1"))
@@ -53,6 +65,8 @@ class GatewayMiddleware:
                         headers.append((b"x-model-version", call.version.encode("latin-1")))
                 if call.degraded:
                     headers.append((b"x-degraded", b"true"))
+                if status == 408:  # a client too slow to send its body: the connection is not reused
+                    headers.append((b"connection", b"close"))
                 message["headers"] = headers
             await send(message)
 
@@ -61,7 +75,8 @@ class GatewayMiddleware:
             if length is not None and length.isdigit() and int(length) > self._max_body:
                 await self._too_large(send_with_headers)
             else:
-                await self.app(scope, self._limited(receive), send_with_headers)
+                timed = receive_with_deadline(receive, now + self._body_read_s, self._body_read_s)
+                await self.app(scope, self._limited(timed), send_with_headers)
         finally:
             CURRENT.reset(token)
             self._access.record("http", scope["method"], scope["path"], status, call)
