@@ -58,7 +58,7 @@ def run(ctx: Context) -> CheckResult:
     result = CheckResult(
         "faults",
         what=(
-            "Locust (REST instances + gRPC Predict, closed loop) through the gateway; (a) SIGKILL the only "
+            "Locust (REST instances + gRPC Predict, paced) through the gateway; (a) SIGKILL the only "
             f"model server, {sizes.outage_s:g} s down, restart on the same ports; (b) two targets, SIGKILL one "
             "until ejected, then restart it"
         ),
