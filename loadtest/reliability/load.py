@@ -59,11 +59,14 @@ class Event:
 
 def read_events(path: Path) -> list[Event]:
     """The events written so far, sorted by end time (a line still being written is skipped)."""
-    events = []
     try:
-        lines = path.read_bytes().splitlines()
+        return sorted(parse_lines(path.read_bytes().splitlines()), key=lambda event: event.t)
     except OSError:
         return []
+
+
+def parse_lines(lines: list[bytes]) -> list[Event]:
+    events = []
     for line in lines:
         try:
             row: dict[str, Any] = orjson.loads(line)
@@ -82,12 +85,12 @@ def read_events(path: Path) -> list[Event]:
                 error=str(row.get("error", "")),
             )
         )
-    return sorted(events, key=lambda event: event.t)
+    return events
 
 
 @dataclass
 class BackgroundLoad:
-    """Locust, headless, closed loop, against ``server`` (REST at ``server.rest``, gRPC at ``server.grpc``).
+    """Locust, headless, against ``server`` (REST at ``server.rest``, gRPC at ``server.grpc``).
 
     ``users`` per user class (so the default drives 2 REST and 2 gRPC users); ``target_rps`` paces them
     to that many requests per second in all (0: closed loop, each user sends as soon as it has an
@@ -107,6 +110,8 @@ class BackgroundLoad:
     extra_args: Sequence[str] = ()
     path: Path = field(init=False)
     locust: procs.Managed | None = field(default=None, init=False)
+    _read: list[Event] = field(default_factory=list, init=False)  # complete lines parsed so far
+    _offset: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.path = self.ctx.log_path(f"{self.name}-events").with_suffix(".jsonl")
@@ -136,8 +141,19 @@ class BackgroundLoad:
         self.stop()
 
     def events(self, since: float = 0.0) -> list[Event]:
-        """Events that ended at or after ``since`` (wall clock)."""
-        return [event for event in read_events(self.path) if event.t >= since]
+        """Events that ended at or after ``since`` (wall clock), sorted by end time. Reads only what was
+        appended since the last call (polling stays cheap over a long run)."""
+        try:
+            with self.path.open("rb") as stream:
+                stream.seek(self._offset)
+                chunk = stream.read()
+        except OSError:
+            chunk = b""
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next call
+        if complete:
+            self._offset += len(complete)
+            self._read = sorted([*self._read, *parse_lines(complete.splitlines())], key=lambda event: event.t)
+        return [event for event in self._read if event.t >= since]
 
     def wait_for_events(self, count: int, since: float = 0.0, timeout: float = 60.0) -> list[Event]:
         """Block until ``count`` events ended after ``since`` from every user class's protocol
@@ -218,6 +234,7 @@ __all__ = [
     "BackgroundLoad",
     "Event",
     "describe",
+    "parse_lines",
     "read_events",
     "reference_classes",
     "status_counts",

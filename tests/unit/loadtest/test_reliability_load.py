@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 
 from loadtest.reliability import faults
-from loadtest.reliability.common import CheckResult
-from loadtest.reliability.load import Event, read_events, status_counts, wrong_answers
+from loadtest.reliability.common import CheckResult, Context, Server
+from loadtest.reliability.load import BackgroundLoad, Event, read_events, status_counts, wrong_answers
 
 REFERENCE = [3, 1, 4]
 
@@ -76,3 +76,16 @@ def test_judge_single_fails_on_a_hang_a_wrong_answer_a_slow_503_and_late_failure
     assert "a 200 with a wrong or empty answer" in text
     assert "a failure other than UNAVAILABLE" in text
     assert "failures went on 6.0 s after the model server was ready again" in text
+
+
+def test_background_load_reads_appended_events_and_waits_for_whole_lines(tmp_path: Path) -> None:
+    context = Context(tmp_path / "repo", tmp_path / "out", quick=True)
+    load = BackgroundLoad(context, Server(None, "http://127.0.0.1:1", "127.0.0.1:2"), "unit")  # type: ignore[arg-type]
+    first = orjson.dumps({"t": 2.0, "name": "grpc cnn x1", "ms": 1.0, "ok": True}) + b"\n"
+    second = orjson.dumps({"t": 1.0, "name": "instances cnn x1", "ms": 1.0, "ok": True}) + b"\n"
+    load.path.write_bytes(first + second[:10])
+    assert [e.t for e in load.events()] == [2.0]
+    with load.path.open("ab") as stream:
+        stream.write(second[10:])
+    assert [e.t for e in load.events()] == [1.0, 2.0]
+    assert [e.t for e in load.events(since=1.5)] == [2.0]
