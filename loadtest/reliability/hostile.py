@@ -650,7 +650,11 @@ def drip(base: str, connections: int, body: bool, period: float, limit_s: float)
         prefix = rawhttp.head("POST", PREDICT, JSON_HEADERS, len(payload), False)
         pending = payload
     else:
-        prefix, pending = b"", rawhttp.head("POST", PREDICT, JSON_HEADERS, len(payload), False) + payload
+        # padded so that the headers alone take longer than limit_s to drip: the header timeout must be
+        # what ends them (short headers would finish in time and leave the body timeout to act)
+        padding = {"X-Slow-Padding": "x" * int(limit_s / period + 1)}
+        head = rawhttp.head("POST", PREDICT, {**JSON_HEADERS, **padding}, len(payload), False)
+        prefix, pending = b"", head + payload
     socks: list[socket.socket] = []
     for _ in range(connections):
         sock = socket.create_connection((host, port), timeout=5)
