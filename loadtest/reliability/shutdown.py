@@ -195,15 +195,23 @@ def judge(result: CheckResult, phase: Phase, slack_s: float) -> dict[str, Any]:
         if outcome not in refused and outcome not in served:
             result.fail(f"{name}: a {outcome.protocol} request after SIGTERM ended {outcome.status} {outcome.detail}")
     # A server cannot refuse before it has handled the signal (its event loop may be busy decoding the
-    # in-flight bodies): requests that started before the first refusal may be served. Once one request
-    # is refused, every later one must be, and refusing must begin promptly.
-    first_refusal = min((o.started for o in refused), default=float("inf"))
-    served_after = [o for o in served if o.started >= first_refusal]
-    result.expect(not served_after, f"{name}: {len(served_after)} requests started after the first refusal were served")
-    refusing_after_s = first_refusal - phase.sent_at
+    # in-flight bodies), and REST and gRPC are separate listeners that close one after the other: per
+    # protocol, requests that started before its first refusal may be served. Once one request of a
+    # protocol is refused, every later one must be, and refusing must begin promptly.
+    refusing_after: dict[str, float] = {}
+    served_after: list[Outcome] = []
+    for protocol in sorted({o.protocol for o in phase.late}):
+        first = min((o.started for o in refused if o.protocol == protocol), default=float("inf"))
+        refusing_after[protocol] = first - phase.sent_at
+        served_after += [o for o in served if o.protocol == protocol and o.started >= first]
+        result.expect(
+            refusing_after[protocol] <= STOP_ACCEPTING_S,
+            f"{name}: refusing new {protocol} requests began {refusing_after[protocol]:.2f} s after SIGTERM "
+            f"(limit {STOP_ACCEPTING_S:g} s)",
+        )
     result.expect(
-        not phase.late or refusing_after_s <= STOP_ACCEPTING_S,
-        f"{name}: refusing new requests began {refusing_after_s:.2f} s after SIGTERM (limit {STOP_ACCEPTING_S:g} s)",
+        not served_after,
+        f"{name}: {len(served_after)} requests started after the first refusal of their protocol were served",
     )
     result.expect(phase.exit_code == 0, f"{name}: exit status {phase.exit_code} after SIGTERM (0 expected)")
     result.expect(
@@ -220,7 +228,7 @@ def judge(result: CheckResult, phase: Phase, slack_s: float) -> dict[str, Any]:
         f"{name}_late": len(phase.late),
         f"{name}_late_refused": len(refused),
         f"{name}_late_served_before_refusing": len(served) - len(served_after),
-        f"{name}_refusing_after_s": round(refusing_after_s, 2) if refused else None,
+        f"{name}_refusing_after_s": {p: round(v, 2) for p, v in refusing_after.items()},
         f"{name}_exit_s": round(phase.exit_s, 2),
         f"{name}_grace_s": phase.grace_s,
         f"{name}_exit_code": phase.exit_code,
