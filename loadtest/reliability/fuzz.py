@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,7 +123,9 @@ def _still_serving(url: str, result: CheckResult) -> None:
     result.expect(ok, f"a real predict after fuzzing answered {answer.status_code}: {answer.text[:200]}")
 
 
-def _property_tests(examples: int, result: CheckResult) -> dict[str, Any]:
+def _property_tests(examples: int, result: CheckResult, log: Path) -> dict[str, Any]:
+    """Run the decoder property tests in a subprocess; the whole pytest output goes to ``log`` (a failure
+    message keeps the falsifying example and the error, which hypothesis prints once per failure)."""
     test_file = ROOT / "tests" / "unit" / "test_decoder_properties.py"
     env = {**os.environ, "DECODER_EXAMPLES": str(examples)}
     started = time.monotonic()
@@ -135,7 +138,6 @@ def _property_tests(examples: int, result: CheckResult) -> dict[str, Any]:
             "-q",
             "-p",
             "no:cacheprovider",
-            "--hypothesis-show-statistics",
         ],
         cwd=ROOT,
         env=env,
@@ -144,11 +146,14 @@ def _property_tests(examples: int, result: CheckResult) -> dict[str, Any]:
         timeout=1800,
     )
     output = run.stdout + run.stderr
+    log.write_text(output)
     passed = sum(int(n) for n in re.findall(r"(\d+) passed", output))
     failed = sum(int(n) for n in re.findall(r"(\d+) failed", output))
     if run.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        result.fail(f"decoder property tests failed (exit {run.returncode}):\n{tail}")
+        lines = output.strip().splitlines()
+        keep = [i for i, line in enumerate(lines) if line.startswith(("Falsifying example", "E  ", "FAILED"))]
+        detail = "\n".join(lines[i] for i in keep[:40]) or "\n".join(lines[-15:])
+        result.fail(f"decoder property tests failed (exit {run.returncode}; whole output: {log}):\n{detail}")
     return {
         "tests": passed + failed,
         "failed": failed,
@@ -187,7 +192,7 @@ def run(ctx: Context) -> CheckResult:
         untested = [label for label, record in per_operation.items() if record["cases"] == 0]
         result.expect(not untested, f"operations without a case: {untested}")
         result.expect(ctx.quick or total >= 1000, f"only {total} cases; the full run needs at least 1,000")
-        properties = _property_tests(examples, result)
+        properties = _property_tests(examples, result, ctx.logs / "decoder-properties.txt")
         result.amount = (
             f"{total} cases over {len(per_operation)} operations; "
             f"{properties['tests']} decoder properties x {examples} examples"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,11 @@ def _fit(image: Any, conversion: Conversion) -> np.ndarray:
     return np.asarray(image, dtype=np.float32).reshape(SIDE, SIDE, 1)
 
 
+# What Pillow raises on bytes it cannot decode: besides OSError/ValueError, its plugins raise SyntaxError
+# ("broken PNG file" for a bad chunk met while loading), EOFError, struct.error and IndexError.
+_UNDECODABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
+
+
 def from_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, Conversion]:
     """Decode an encoded image (any format Pillow reads). Blocking: call it off the event loop for
     large inputs."""
@@ -63,7 +69,7 @@ def from_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, Conversion]:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:  # Pillow's own refusal (over 2x its limit): a header that lies
         raise PayloadTooLarge(f"Image is over the limit of {max_pixels} pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, *_UNDECODABLE):
         raise InvalidInput("The image could not be decoded: send PNG or JPEG bytes") from None
     width, height = image.size
     if width * height > max_pixels:
@@ -75,9 +81,9 @@ def from_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, Conversion]:
             image = Image.alpha_composite(background, image.convert("RGBA"))
             conversion.steps.append("alpha composited on black")
         image.load()
-    except (OSError, ValueError, Image.DecompressionBombError):
+        return _fit(image, conversion), conversion
+    except (*_UNDECODABLE, Image.DecompressionBombError):
         raise InvalidInput("The image could not be decoded: send PNG or JPEG bytes") from None
-    return _fit(image, conversion), conversion
 
 
 def from_base64(text: str, max_pixels: int) -> tuple[np.ndarray, Conversion]:

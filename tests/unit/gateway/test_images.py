@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -61,3 +63,39 @@ def test_image_limits() -> None:
         images.from_pixels([[0] * 200] * 200, 10_000)
     with pytest.raises(InvalidInput, match="could not be decoded"):
         images.from_bytes(b"GIF89a-not-really", LIMIT)
+
+
+def _png_chunks(data: bytes) -> dict[bytes, bytes]:
+    chunks, position = {}, 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        chunks[data[position + 4 : position + 8]] = data[position + 8 : position + 8 + length]
+        position += 12 + length
+    return chunks
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_a_png_broken_after_its_first_image_chunk_is_an_input_error() -> None:
+    """Pillow opens it, then raises SyntaxError ("broken PNG file") while loading the pixels: that
+    was a 500 from /v1/classify (found by the reliability run's decoder property tests)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(784, dtype=np.uint8).reshape(28, 28)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    chunks = _png_chunks(png)
+    pixels = chunks[b"IDAT"]
+    half = len(pixels) // 2
+    broken = (
+        png[:8]
+        + _chunk(b"IHDR", chunks[b"IHDR"])
+        + _chunk(b"IDAT", pixels[:half])
+        + _chunk(b"\x0b\x98\xf0K", pixels[half:])  # not a chunk type: Pillow raises SyntaxError
+        + _chunk(b"IEND", b"")
+    )
+    with pytest.raises(InvalidInput, match="could not be decoded"):
+        images.from_bytes(broken, 4096 * 4096)
+    intact = png[:8] + _chunk(b"IHDR", chunks[b"IHDR"]) + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b"")
+    decoded, _ = images.from_bytes(intact, 4096 * 4096)  # the same construction, unbroken, decodes
+    assert decoded.reshape(-1).tolist() == list(range(256)) * 3 + list(range(16))
