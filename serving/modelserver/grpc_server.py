@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -60,8 +59,8 @@ class _Handlers:
         metrics = self.server.metrics
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            if isinstance(request, protos.Undecodable):  # bytes that are not the method's message
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error.message)
             started = time.perf_counter()
             model_name = _model_name(request)
             status = "OK"
@@ -95,8 +94,7 @@ def build_server(
 
     server.add_generic_rpc_handlers(
         (
-            _service_handler(
-                protos.PREDICTION_SERVICE,
+            protos.PREDICTION_SERVICE.handler(
                 {
                     "Predict": handlers.wrap("predict", model_server.predict),
                     "Classify": handlers.wrap("classify", model_server.classify),
@@ -105,8 +103,7 @@ def build_server(
                     "GetModelMetadata": handlers.wrap("get_model_metadata", metadata),
                 },
             ),
-            _service_handler(
-                protos.MODEL_SERVICE,
+            protos.MODEL_SERVICE.handler(
                 {
                     "GetModelStatus": handlers.wrap("get_model_status", status),
                     "HandleReloadConfigRequest": handlers.wrap("reload_config", model_server.reload_config),
@@ -124,36 +121,6 @@ def build_server(
     )
     reflection.enable_server_reflection(names, server, pool=_ReflectionPool())  # type: ignore[arg-type]
     return server, health_servicer
-
-
-class _Undecodable:
-    """Stands in for a request whose bytes are not the method's message; the handler answers
-    INVALID_ARGUMENT instead of grpc's UNKNOWN with a traceback in the log."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def deserialize(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except DecodeError as error:
-            return _Undecodable(f"Could not parse the request message: {error}")
-
-    return deserialize
-
-
-def _service_handler(service: protos.Service, implementations: dict[str, Any]) -> grpc.GenericRpcHandler:
-    handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            implementations[method.name],
-            request_deserializer=_lenient(method.request.FromString),
-            response_serializer=method.response.SerializeToString,
-        )
-        for method in service.methods
-    }
-    return grpc.method_handlers_generic_handler(service.name, handlers)
 
 
 class _ReflectionPool:
