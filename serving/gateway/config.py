@@ -89,6 +89,21 @@ class LimitsConfig(_Section):
     max_image_pixels: int = Field(4096 * 4096, gt=0, description="uploads over width*height get 413")
 
 
+class CorsConfig(_Section):
+    """Cross-origin access for pages hosted elsewhere (the gateway's own /playground needs none)."""
+
+    allow_origins: list[str] = Field(default_factory=list, description='empty: off; ["*"]: any origin')
+    max_age_s: int = Field(600, ge=0, description="how long a browser may cache a preflight answer")
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"origin {origin!r} is not '*' or scheme://host[:port] (no path)")
+        return origins
+
+
 class RouteConfig(_Section):
     """A name that splits traffic by weight and optionally mirrors it to a candidate."""
 
@@ -150,6 +165,7 @@ class Settings(BaseSettings):
     channel: ChannelConfig = Field(default_factory=lambda: ChannelConfig.model_validate({}))
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
     batching: BatchingConfig = Field(default_factory=lambda: BatchingConfig.model_validate({}))
+    cors: CorsConfig = Field(default_factory=lambda: CorsConfig.model_validate({}))
     api_keys: list[SecretStr] = Field(default_factory=list, description="empty: no auth")
     api_key_header: str = "x-api-key"
     request_key_header: str = "x-request-key"

@@ -16,6 +16,7 @@ import uvicorn
 from serving.http_timeouts import timed_http_protocol
 from serving.modelserver import config as config_files
 from serving.modelserver import inference
+from serving.modelserver.cors import Cors
 from serving.modelserver.flags import Flags
 from serving.modelserver.grpc_server import build_server, parse_channel_arguments
 from serving.modelserver.manager import ManagerOptions, ServableManager
@@ -111,7 +112,9 @@ async def serve(flags: Flags) -> None:
     rest_task: asyncio.Task[None] | None = None
     if flags.rest_api_port:
         metrics_path = monitoring.prometheus_path if monitoring.prometheus_enabled else None
-        app = RestApp(model_server, flags.rest_api_timeout_in_ms, flags.rest_api_max_body_bytes, metrics_path)
+        app: Any = RestApp(model_server, flags.rest_api_timeout_in_ms, flags.rest_api_max_body_bytes, metrics_path)
+        if flags.rest_api_enable_cors_support:
+            app = Cors(app)
         rest_config = uvicorn.Config(
             app,
             host="0.0.0.0",

@@ -21,6 +21,7 @@ class Flags:
     grpc_socket_path: str = ""
     rest_api_port: int = 0
     rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
@@ -48,7 +49,6 @@ class Flags:
 # TF Serving flags accepted for compatibility; each one given is logged as not honoured.
 IGNORED_FLAGS = {
     "rest_api_num_threads": "int",
-    "rest_api_enable_cors_support": "bool",
     "allow_version_labels_for_unavailable_models": "bool",
     "num_load_threads": "int",
     "num_unload_threads": "int",

@@ -30,7 +30,7 @@ MODELS = ("cnn", "lstm", "transformer", "ensemble")
 
 
 class ModelServer(Proc):
-    def __init__(self, tmp: Path, repo: Path) -> None:
+    def __init__(self, tmp: Path, repo: Path, extra_flags: tuple[str, ...] = ()) -> None:
         self.grpc_port, self.rest_port = free_port(), free_port()
         config = tmp / "models.config"
         entries = "".join(
@@ -45,6 +45,7 @@ class ModelServer(Proc):
             f"--port={self.grpc_port}",
             f"--rest_api_port={self.rest_port}",
             f"--model_config_file={config}",
+            *extra_flags,
         ]
         super().__init__(args, tmp / f"modelserver-{self.rest_port}.out", {"CUDA_VISIBLE_DEVICES": ""})
         self.rest = f"http://127.0.0.1:{self.rest_port}"
