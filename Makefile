@@ -27,15 +27,16 @@ format: venv
 venv: $(STAMP)
 
 # Re-installs when pyproject.toml changes; the stamp records a finished install only.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/requirements-v2-clients.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[all]'
+	$(PY) -m pip install --quiet --no-deps -r tests/requirements-v2-clients.txt
 	@touch $(STAMP)
 
 data:
 	@bash scripts/ensure-data.sh
 
-# Regenerate serving/protos/tfserving.binpb after upgrading tensorflow-serving-api.
+# Regenerate serving/protos/{tfserving,inference}.binpb after upgrading tensorflow-serving-api or tritonclient.
 protos: venv
 	$(PY) -m serving.protos.build

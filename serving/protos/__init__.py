@@ -5,6 +5,9 @@ The descriptors come from ``tfserving.binpb`` (extracted from the installed whee
 costs a few megabytes and milliseconds where ``import tensorflow_serving.apis`` costs all of
 TensorFlow. The message classes are wire-compatible with TF Serving's; a message from the official
 modules can be moved across with ``SerializeToString``/``FromString``.
+
+The same pool holds the Open Inference Protocol's (KServe v2) ``inference`` package from
+``inference.binpb`` (extracted from tritonclient's generated modules; see ``build.py``).
 """
 
 from __future__ import annotations
@@ -21,17 +24,18 @@ from google.protobuf.message import DecodeError, Message
 from serving.errors import InvalidInput
 
 DESCRIPTOR_SET_PATH = Path(__file__).with_name("tfserving.binpb")
+INFERENCE_SET_PATH = Path(__file__).with_name("inference.binpb")
 
 
-def _load_pool(path: Path) -> descriptor_pool.DescriptorPool:
-    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+def _load_pool(*paths: Path) -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
-    for file_proto in descriptor_set.file:
-        pool.Add(file_proto)
+    for path in paths:
+        for file_proto in descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file:
+            pool.Add(file_proto)
     return pool
 
 
-POOL = _load_pool(DESCRIPTOR_SET_PATH)
+POOL = _load_pool(DESCRIPTOR_SET_PATH, INFERENCE_SET_PATH)
 
 
 def message_class(full_name: str) -> Any:
@@ -71,6 +75,22 @@ ModelConfigList = message_class("tensorflow.serving.ModelConfigList")
 ModelConfig = message_class("tensorflow.serving.ModelConfig")
 PredictionLog = message_class("tensorflow.serving.PredictionLog")
 PredictLog = message_class("tensorflow.serving.PredictLog")
+
+# inference (Open Inference Protocol v2)
+ServerLiveRequest = message_class("inference.ServerLiveRequest")
+ServerLiveResponse = message_class("inference.ServerLiveResponse")
+ServerReadyRequest = message_class("inference.ServerReadyRequest")
+ServerReadyResponse = message_class("inference.ServerReadyResponse")
+ModelReadyRequest = message_class("inference.ModelReadyRequest")
+ModelReadyResponse = message_class("inference.ModelReadyResponse")
+ServerMetadataRequest = message_class("inference.ServerMetadataRequest")
+ServerMetadataResponse = message_class("inference.ServerMetadataResponse")
+ModelMetadataRequest = message_class("inference.ModelMetadataRequest")
+ModelMetadataResponse = message_class("inference.ModelMetadataResponse")
+ModelInferRequest = message_class("inference.ModelInferRequest")
+ModelInferResponse = message_class("inference.ModelInferResponse")
+InferTensorContents = message_class("inference.InferTensorContents")
+InferParameter = message_class("inference.InferParameter")
 
 
 @dataclass(frozen=True)
@@ -166,6 +186,19 @@ MODEL_SERVICE = Service(
         Method("HandleReloadConfigRequest", ReloadConfigRequest, ReloadConfigResponse),
     ),
 )
+
+
+def _unary_methods(service: str) -> tuple[Method, ...]:
+    descriptor = POOL.FindServiceByName(service)
+    return tuple(
+        Method(m.name, message_class(m.input_type.full_name), message_class(m.output_type.full_name))
+        for m in descriptor.methods
+        if not m.client_streaming and not m.server_streaming
+    )
+
+
+# Every unary method of Triton's superset of the protocol; ModelStreamInfer (a stream) is left out.
+INFERENCE_SERVICE = Service("inference.GRPCInferenceService", _unary_methods("inference.GRPCInferenceService"))
 
 __all__ = [name for name in dir() if not name.startswith("_")]
 _ = Message  # re-exported for typing by callers

@@ -6,8 +6,12 @@ would import TensorFlow (``tensorflow_serving.apis`` imports ``tensorflow.core..
 ``__init__`` loads the whole runtime), so we read the literal with ``ast`` instead and collect every
 file the APIs depend on into one ``FileDescriptorSet``: ``serving/protos/tfserving.binpb``.
 
-Run ``python -m serving.protos.build`` after upgrading tensorflow-serving-api; a unit test checks the
-committed set still matches the installed wheels.
+The Open Inference Protocol's (KServe v2) ``inference.GRPCInferenceService`` comes the same way from
+tritonclient's generated modules (``grpc_service.proto`` and the ``model_config.proto`` it imports,
+BSD-3-Clause, see ``serving/protos/NOTICE.md``) into ``serving/protos/inference.binpb``.
+
+Run ``python -m serving.protos.build`` after upgrading tensorflow-serving-api or tritonclient; a unit
+test checks the committed sets still match the installed wheels.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ ROOT_FILES = (
     "tensorflow_serving/config/model_server_config.proto",
 )
 DEFAULT_OUTPUT = Path(__file__).with_name("tfserving.binpb")
+# The v2 protocol's files, as tritonclient names them (proto file -> generated module in the wheel).
+INFERENCE_FILES = {
+    "model_config.proto": "tritonclient/grpc/model_config_pb2.py",
+    "grpc_service.proto": "tritonclient/grpc/service_pb2.py",
+}
+INFERENCE_OUTPUT = Path(__file__).with_name("inference.binpb")
 
 
 def _package_root(top_level: str) -> Path | None:
@@ -91,14 +101,31 @@ def build_descriptor_set(root_files: tuple[str, ...] = ROOT_FILES) -> descriptor
     return descriptor_pb2.FileDescriptorSet(file=ordered)
 
 
+def build_inference_set() -> descriptor_pb2.FileDescriptorSet:
+    """The v2 protocol's descriptors from the installed tritonclient (dependencies first)."""
+    root = _package_root("tritonclient")
+    if root is None:
+        raise FileNotFoundError("tritonclient is not installed; see the v2 clients step in the Makefile")
+    files = []
+    for proto_name, module in INFERENCE_FILES.items():
+        file_proto = descriptor_pb2.FileDescriptorProto()
+        file_proto.ParseFromString(_serialized_from_pb2(root / module))
+        if file_proto.name != proto_name:
+            raise ValueError(f"{root / module}: holds {file_proto.name}, expected {proto_name}")
+        files.append(file_proto)
+    return descriptor_pb2.FileDescriptorSet(file=files)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--inference-output", type=Path, default=INFERENCE_OUTPUT)
     args = parser.parse_args(argv)
-    descriptor_set = build_descriptor_set()
-    data = descriptor_set.SerializeToString(deterministic=True)
-    args.output.write_bytes(data)
-    print(f"wrote {args.output}: {len(descriptor_set.file)} proto files, {len(data)} bytes")
+    for build, output in ((build_descriptor_set, args.output), (build_inference_set, args.inference_output)):
+        descriptor_set = build()
+        data = descriptor_set.SerializeToString(deterministic=True)
+        output.write_bytes(data)
+        print(f"wrote {output}: {len(descriptor_set.file)} proto files, {len(data)} bytes")
     return 0
 
 
