@@ -97,14 +97,14 @@ async def serve(flags: Flags) -> None:
         )
 
     grpc_server, health = build_server(model_server, channel_arguments)
-    grpc_server.add_insecure_port(f"0.0.0.0:{flags.port}")
+    grpc_server.add_insecure_port(f"{_host(flags.bind_address)}:{flags.port}")
     if flags.grpc_socket_path:
         grpc_server.add_insecure_port(f"unix:{flags.grpc_socket_path}")
     await grpc_server.start()
     await health.set("", _serving_status())
     for name in (*manager.model_names(), "tensorflow.serving.PredictionService"):
         await health.set(name, _serving_status())
-    log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", flags.port)
+    log.info("Running gRPC ModelServer at %s:%d ...", _host(flags.bind_address), flags.port)
     if flags.grpc_socket_path:
         log.info("Running gRPC ModelServer at UNIX socket %s ...", flags.grpc_socket_path)
 
@@ -117,7 +117,7 @@ async def serve(flags: Flags) -> None:
             app = Cors(app)
         rest_config = uvicorn.Config(
             app,
-            host="0.0.0.0",
+            host=flags.bind_address,
             port=flags.rest_api_port,
             log_level="warning",
             access_log=False,
@@ -146,6 +146,11 @@ async def serve(flags: Flags) -> None:
     await asyncio.gather(*draining)
     manager.stop()
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _host(address: str) -> str:
+    """An address as gRPC writes it in ``host:port`` (IPv6 in brackets)."""
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 class StopDuringLoad(Exception):

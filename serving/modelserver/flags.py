@@ -43,6 +43,9 @@ class Flags:
     enable_signature_method_name_check: bool = False
     # Not a TF Serving flag: the REST body limit (TF Serving has none; 413 above it).
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    # Not a TF Serving flag (it always listens on every address): the address both APIs bind, so
+    # several servers can share one port on distinct loopback addresses, as pods behind one Service.
+    bind_address: str = "0.0.0.0"
     ignored: list[str] = field(default_factory=list)
 
 

@@ -17,6 +17,8 @@ def test_flags_take_tf_serving_syntax_and_defaults() -> None:
     assert parsed.enable_batching and parsed.file_system_poll_wait_seconds == 1
     assert parsed.rest_api_timeout_in_ms == 30000
     assert flags.parse(["--model_base_path=/m", "--enable_batching=false"]).enable_batching is False
+    assert parsed.bind_address == "0.0.0.0"  # TF Serving's: every address
+    assert flags.parse(["--model_base_path=/m", "--bind_address=127.0.0.2"]).bind_address == "127.0.0.2"
 
 
 def test_ignored_tf_serving_flags_are_accepted_and_listed() -> None:
