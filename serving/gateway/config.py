@@ -24,7 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-_TARGET = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
+from serving.gateway.discovery import parse_target
+
 DEFAULT_UPSTREAM = "default"
 
 
@@ -37,18 +38,19 @@ class _Section(BaseModel):
 
 
 class UpstreamConfig(_Section):
-    """One upstream: TF Serving or the model server, reachable at one or more ``host:port`` targets."""
+    """One upstream: TF Serving or the model server, at one or more targets: ``host:port``, or
+    ``dns:///name:port`` / ``dns://server[:port]/name:port`` (resolved by the gateway, one channel per address)."""
 
     targets: list[str] = Field(default_factory=lambda: ["localhost:8500"], min_length=1)
     max_concurrency: int = Field(64, gt=0, description="in-flight calls to this upstream")
     max_queue: int = Field(256, ge=0, description="calls waiting for a slot; more are answered 429")
+    resolve_s: float = Field(5.0, gt=0, description="how often dns: targets are resolved again")
 
     @field_validator("targets")
     @classmethod
     def _check_targets(cls, targets: list[str]) -> list[str]:
         for target in targets:
-            if not _TARGET.match(target):
-                raise ValueError(f"target {target!r} is not host:port")
+            parse_target(target)
         return targets
 
 

@@ -60,6 +60,18 @@ class Metrics:
             ["upstream", "target"],
             registry=registry,
         )
+        self.upstream_targets = Gauge(
+            "tensorgate_gateway_upstream_targets",
+            "Targets of an upstream: its host:port targets plus the addresses its dns: targets resolve to",
+            ["upstream"],
+            registry=registry,
+        )
+        self.resolutions = Counter(
+            "tensorgate_gateway_upstream_resolutions",
+            "Resolutions of an upstream's dns: targets, by result (ok, error)",
+            ["upstream", "result"],
+            registry=registry,
+        )
         self.servable_available = Gauge(
             "tensorgate_gateway_servable_available",
             "1 when the servable has an AVAILABLE version upstream",

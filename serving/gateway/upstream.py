@@ -1,11 +1,14 @@
 """The one way the gateway reaches a model: TF Serving's gRPC API over a pool of long-lived channels.
 
-Each upstream (TF Serving or the model server) has one or more targets. Calls go round-robin over the
-targets that are not ejected, with a deadline, the request id as metadata, and a retry with backoff on
-UNAVAILABLE (on the next target). A target that answers UNAVAILABLE ``consecutive_failures`` times in a
-row is ejected; a prober calls it every ``probe_s`` and takes it back once it answers anything else.
-Concurrency per upstream is bounded: past ``max_concurrency`` calls wait in a queue of ``max_queue``,
-and past that the caller gets 429 instead of a pile-up.
+Each upstream (TF Serving or the model server) has one or more targets: ``host:port`` (one channel),
+or a ``dns:`` name that the gateway resolves every ``resolve_s`` into one target per address
+(``discovery.py``); an address that leaves the answer takes no new calls and its channel closes once
+its calls in flight have finished. Calls go round-robin over the targets that are not ejected, with
+a deadline, the request id as metadata, and a retry with backoff on UNAVAILABLE (on the next target).
+A target that answers UNAVAILABLE ``consecutive_failures`` times in a row is ejected; a prober calls
+it every ``probe_s`` and takes it back once it answers anything else. Concurrency per upstream is
+bounded: past ``max_concurrency`` calls wait in a queue of ``max_queue``, and past that the caller
+gets 429 instead of a pile-up.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import grpc
 
 from serving import protos
 from serving.errors import DeadlineExceeded, ResourceExhausted, ServingError, Unavailable, http_status_for
+from serving.gateway import discovery
 from serving.gateway.config import Settings, UpstreamConfig
 from serving.gateway.context import CallContext
 from serving.gateway.metrics import Metrics
@@ -49,7 +53,7 @@ def channel_options(settings: Settings) -> list[tuple[str, Any]]:
 
 
 class Target:
-    """One ``host:port`` with its channel and stubs."""
+    """One ``host:port`` (or one resolved address) with its channel and stubs."""
 
     def __init__(self, address: str, options: list[tuple[str, Any]]) -> None:
         self.address = address
@@ -80,8 +84,16 @@ def upstream_error(error: grpc.aio.AioRpcError, servable: str) -> ServingError:
 class Upstream:
     def __init__(self, name: str, config: UpstreamConfig, settings: Settings, metrics: Metrics) -> None:
         self.name = name
-        options = channel_options(settings)
-        self.targets = [Target(address, options) for address in config.targets]
+        self._options = channel_options(settings)
+        specs = [discovery.parse_target(target) for target in config.targets]
+        self._names = [spec for spec in specs if spec.dns]
+        self._static = [spec.text for spec in specs if not spec.dns]
+        self._resolved: dict[str, list[str]] = {}  # dns target -> its addresses at the last answer
+        self._resolve_s = config.resolve_s
+        self._drain_s = settings.timeouts.request_s  # no call outlives its deadline
+        self._draining: set[asyncio.Task[None]] = set()
+        self._unresolved: dict[str, str] = {}  # dns target -> the last resolution error (logged once)
+        self.targets = [Target(address, self._options) for address in self._static]
         self._retry = settings.retry
         self._eject_after = settings.ejection.consecutive_failures
         self._probe_s = settings.timeouts.probe_s
@@ -95,6 +107,7 @@ class Upstream:
         self._retries = metrics.retries.labels(name)
         for target in self.targets:
             metrics.target_healthy.labels(name, target.address).set(1)
+        metrics.upstream_targets.labels(name).set(len(self.targets))
 
     def healthy_targets(self) -> list[Target]:
         return [target for target in self.targets if not target.ejected]
@@ -184,9 +197,66 @@ class Upstream:
         request.model_spec.name = _PROBE_NAME
         while True:
             await asyncio.sleep(self._probe_s)
-            for target in self.targets:
+            for target in list(self.targets):
                 if target.ejected:
                     await self._probe(target, request)
+
+    async def resolve_forever(self) -> None:
+        """Resolve the ``dns:`` targets now and every ``resolve_s``; nothing to do without one."""
+        while self._names:
+            await self.resolve()
+            await asyncio.sleep(self._resolve_s)
+
+    async def resolve(self) -> None:
+        answers = await asyncio.gather(
+            *(discovery.resolve(spec, timeout=min(self._resolve_s, 5.0)) for spec in self._names),
+            return_exceptions=True,
+        )
+        for spec, answer in zip(self._names, answers, strict=True):
+            if isinstance(answer, BaseException):
+                # no answer: keep the addresses we had (grpc's resolver does the same)
+                self._metrics.resolutions.labels(self.name, "error").inc()
+                if self._unresolved.get(spec.text) != str(answer):
+                    log.warning(
+                        "upstream %s: cannot resolve %s (%s); keeping its addresses", self.name, spec.text, answer
+                    )
+                self._unresolved[spec.text] = str(answer)
+                continue
+            self._metrics.resolutions.labels(self.name, "ok").inc()
+            if self._unresolved.pop(spec.text, None) is not None:
+                log.info("upstream %s: %s resolves again: %s", self.name, spec.text, answer or "no address")
+            self._resolved[spec.text] = answer
+        self._set_addresses()
+
+    def _set_addresses(self) -> None:
+        wanted = list(
+            dict.fromkeys([*self._static, *(a for spec in self._names for a in self._resolved.get(spec.text, []))])
+        )
+        current = {target.address: target for target in self.targets}
+        if list(current) == wanted:
+            return
+        authority = {a: spec.authority for spec in self._names for a in self._resolved.get(spec.text, [])}
+        targets = []
+        for address in wanted:
+            target = current.pop(address, None)
+            if target is None:
+                options = (
+                    [*self._options, ("grpc.default_authority", authority[address])]
+                    if address in authority
+                    else self._options
+                )
+                target = Target(address, options)
+                self._metrics.target_healthy.labels(self.name, address).set(1)
+                log.info("upstream %s: new target %s", self.name, address)
+            targets.append(target)
+        self.targets = targets
+        self._metrics.upstream_targets.labels(self.name).set(len(targets))
+        for target in current.values():  # gone from the answer: no new calls; those in flight finish
+            log.info("upstream %s: target %s left; draining", self.name, target.address)
+            self._metrics.target_healthy.remove(self.name, target.address)
+            task = asyncio.create_task(target.channel.close(self._drain_s))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
 
     async def _probe(self, target: Target, request: Any) -> None:
         try:
@@ -202,6 +272,9 @@ class Upstream:
     async def close(self) -> None:
         for target in self.targets:
             await target.channel.close(None)
+        for task in list(self._draining):
+            with contextlib.suppress(Exception):
+                await task
 
 
 class UpstreamPool:
@@ -218,6 +291,7 @@ class UpstreamPool:
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(upstream.probe_forever()) for upstream in self.upstreams.values()]
+        self._tasks += [asyncio.create_task(upstream.resolve_forever()) for upstream in self.upstreams.values()]
 
     async def close(self) -> None:
         for task in self._tasks:

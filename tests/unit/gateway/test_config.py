@@ -45,7 +45,8 @@ def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("limits:\n  max_bodybytes: 5\n", "limits.max_bodybytes: Extra inputs are not permitted"),
         (
             "upstreams:\n  default:\n    targets: [nohostport]\n",
-            "upstreams.default.targets: target 'nohostport' is not host:port",
+            "upstreams.default.targets: target 'nohostport' is not host:port, dns:///name:port or "
+            "dns://server[:port]/name:port",
         ),
         ("servables:\n  cnn: elsewhere\n", "servables.cnn: unknown upstream 'elsewhere'"),
         (
