@@ -21,7 +21,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.errors import RequestTimeout
-from serving.restjson import error_body
+from serving.tfserving.encode import error_body
 
 
 def _closing_response(status_line: bytes, message: str) -> bytes:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from serving.gateway.config import ConfigError, load_settings
 from serving.http_timeouts import timed_http_protocol
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 class _Server(uvicorn.Server):
     """uvicorn's server, with the gRPC front draining at the same time as HTTP (not after it)."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float) -> None:
+    def __init__(self, config: uvicorn.Config, app: Any, grace: float) -> None:
         super().__init__(config)
         self._app = app
         self._grace = grace

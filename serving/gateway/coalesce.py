@@ -5,6 +5,8 @@ wait; when it returns, the waiting ones go up as one batch (their inputs concate
 dimension) and each gets its rows of the outputs back. A lone request is sent at once, so this adds
 no latency at low load; under load it saves a gRPC call (and upstream per-call work) per merged row.
 At most ``max_rows`` rows wait per key: a full batch leaves at once, alongside the one in flight.
+Requests and answers are arrays (``serving.predict``): a merged call concatenates its callers' inputs
+once, the sender encodes one PredictRequest for it, and each caller gets views of its rows.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from serving import protos
 from serving.errors import DeadlineExceeded, InvalidInput
 from serving.gateway.context import CallContext
-from serving.tensors import from_numpy, to_numpy
+from serving.predict import Predict, Prediction
 
-Send = Callable[[Any, CallContext], Awaitable[Any]]
+Send = Callable[[Predict, CallContext], Awaitable[Prediction]]
 Key = tuple[Any, ...]
-_Item = tuple[Any, CallContext, "asyncio.Future[Any]"]
+_Item = tuple[Predict, CallContext, "asyncio.Future[Prediction]"]
 
 
 @dataclass
@@ -32,20 +33,18 @@ class _Waiting:
     items: list[_Item] = field(default_factory=list)
 
 
-def batch_key(servable: str, request: Any) -> tuple[Key, int] | None:
+def batch_key(servable: str, request: Predict) -> tuple[Key, int] | None:
     """(key, rows) when the request can join others: every input batched on one first dimension."""
-    spec = request.model_spec
-    layout: list[Any] = [servable, spec.version.value, spec.version_label, spec.signature_name]
-    rows = -1
-    for name in sorted(request.inputs):
-        tensor = request.inputs[name]
-        dims = tuple(d.size for d in tensor.tensor_shape.dim)
-        if not dims or (rows != -1 and dims[0] != rows) or not tensor.tensor_content:
-            return None
-        rows = dims[0]
-        layout += [name, tensor.dtype, dims[1:]]
-    if rows < 1 or request.output_filter:
+    rows = request.rows()
+    if not rows or request.output_filter:
         return None
+    spec = request.spec
+    layout: list[Any] = [servable, spec.version, spec.label, spec.signature]
+    for name in sorted(request.inputs):
+        array = request.inputs[name]
+        if array.dtype.kind not in "biuf":
+            return None
+        layout += [name, array.dtype.str, array.shape[1:]]
     return tuple(layout), rows
 
 
@@ -56,7 +55,7 @@ class Coalescer:
         self._waiting: dict[Key, _Waiting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def predict(self, servable: str, request: Any, call: CallContext, send: Send) -> Any:
+    async def predict(self, servable: str, request: Predict, call: CallContext, send: Send) -> Prediction:
         keyed = batch_key(servable, request) if self._max_rows > 1 else None
         if keyed is None:
             return await send(request, call)
@@ -68,7 +67,7 @@ class Coalescer:
             finally:
                 self._next(key, send)
         waiting = self._waiting.setdefault(key, _Waiting())
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)  # a waiter that timed out leaves no "never retrieved" noise
         waiting.items.append((request, call, future))
         waiting.rows += rows
@@ -104,16 +103,14 @@ class Coalescer:
                 self._next(key, send)
 
     async def _merged(self, items: list[_Item], send: Send) -> None:
-        first_request, first_call, _ = items[0]
-        merged = protos.PredictRequest()
-        merged.model_spec.CopyFrom(first_request.model_spec)
-        sizes = [request.inputs[next(iter(request.inputs))].tensor_shape.dim[0].size for request, _, _ in items]
-        for name in first_request.inputs:
-            from_numpy(np.concatenate([to_numpy(r.inputs[name]) for r, _, _ in items]), out=merged.inputs[name])
+        first, first_call, _ = items[0]
+        sizes = [request.rows() or 0 for request, _, _ in items]
+        inputs = {name: np.concatenate([r.inputs[name] for r, _, _ in items]) for name in first.inputs}
+        merged = Predict(first.spec, inputs)
         ids = ",".join(call.request_id for _, call, _ in items)
         call = CallContext(ids[:1024], max(call.deadline for _, call, _ in items), first_call.request_key)
         try:
-            response = await send(merged, call)
+            answer = await send(merged, call)
         except InvalidInput:
             # One bad request, or a batch over the upstream's own batch limit: each asks alone, so
             # each gets its own answer.
@@ -125,19 +122,14 @@ class Coalescer:
                     future.set_exception(error)
             return
         total = sum(sizes)
-        outputs = {name: to_numpy(tensor) for name, tensor in response.outputs.items()}
-        if any(array.ndim == 0 or array.shape[0] != total for array in outputs.values()):
+        if any(array.ndim == 0 or array.shape[0] != total for array in answer.outputs.values()):
             await asyncio.gather(*(_answer(item, send) for item in items))  # outputs not per row: one by one
             return
         start = 0
         for (_, _, future), size in zip(items, sizes, strict=True):
-            part = protos.PredictResponse()
-            part.model_spec.CopyFrom(response.model_spec)
-            for name, array in outputs.items():
-                from_numpy(array[start : start + size], out=part.outputs[name])
-            start += size
             if not future.done():
-                future.set_result(part)
+                future.set_result(answer.rows(start, start + size))
+            start += size
 
 
 async def _answer(item: _Item, send: Send) -> None:

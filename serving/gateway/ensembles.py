@@ -6,19 +6,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from serving import protos
 from serving.errors import InvalidInput, ServingError, Unavailable
 from serving.gateway.config import EnsembleConfig
 from serving.gateway.context import CallContext
 from serving.gateway.metrics import Metrics
 from serving.gateway.routing import vote
-from serving.tensors import from_numpy, to_numpy
+from serving.predict import Predict, Prediction
 
-Forward = Callable[[str, Any, CallContext], Awaitable[Any]]
+Forward = Callable[[str, Predict, CallContext], Awaitable[Prediction]]
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,9 @@ class Ensemble:
         self.config = config
         self._metrics = metrics
 
-    async def predict(self, request: Any, call: CallContext, forward: Forward) -> tuple[Any, list[MemberAnswer]]:
+    async def predict(
+        self, request: Predict, call: CallContext, forward: Forward
+    ) -> tuple[Prediction, list[MemberAnswer]]:
         members = self.config.members
         results = await asyncio.gather(
             *(self._member(servable, request, call, forward) for servable in members), return_exceptions=True
@@ -71,31 +71,24 @@ class Ensemble:
         call.degraded = degraded
         return self._response(probabilities, class_id, answers), answers
 
-    async def _member(self, servable: str, request: Any, call: CallContext, forward: Forward) -> tuple[str, np.ndarray]:
-        member_request = protos.PredictRequest()
-        member_request.CopyFrom(request)
-        member_request.model_spec.Clear()
-        member_request.model_spec.name = servable
-        member_request.model_spec.signature_name = request.model_spec.signature_name
+    async def _member(
+        self, servable: str, request: Predict, call: CallContext, forward: Forward
+    ) -> tuple[str, np.ndarray]:
         deadline = min(call.deadline, time.monotonic() + self.config.member_timeout_s)
         member_call = CallContext(request_id=call.request_id, deadline=deadline, request_key=call.request_key)
-        response = await forward(servable, member_request, member_call)
-        if "probabilities" not in response.outputs:
+        answer = await forward(servable, request.for_servable(servable), member_call)
+        if "probabilities" not in answer.outputs:
             raise InvalidInput(f"Ensemble member {servable!r} did not return 'probabilities'")
-        probabilities = to_numpy(response.outputs["probabilities"])
+        probabilities = answer.outputs["probabilities"]
         if probabilities.ndim != 2:
             raise InvalidInput(f"Ensemble member {servable!r} returned probabilities of rank {probabilities.ndim}")
-        return str(response.model_spec.version.value), probabilities
+        return answer.version_text, probabilities
 
-    def _response(self, probabilities: np.ndarray, class_id: np.ndarray, answers: list[MemberAnswer]) -> Any:
-        response = protos.PredictResponse()
-        response.model_spec.name = self.name
-        from_numpy(probabilities, out=response.outputs["probabilities"])
-        from_numpy(class_id, out=response.outputs["class_id"])
+    def _response(self, probabilities: np.ndarray, class_id: np.ndarray, answers: list[MemberAnswer]) -> Prediction:
         batch = class_id.shape[0]
         votes = np.full((batch, len(answers)), -1, dtype=np.int64)
         for column, answer in enumerate(answers):
             if answer.class_ids is not None and len(answer.class_ids) == batch:
                 votes[:, column] = answer.class_ids
-        from_numpy(votes, out=response.outputs["member_class_ids"])
-        return response
+        outputs = {"probabilities": probabilities, "class_id": class_id, "member_class_ids": votes}
+        return Prediction(outputs, self.name)

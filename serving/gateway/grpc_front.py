@@ -27,6 +27,7 @@ from serving.gateway.config import Settings
 from serving.gateway.context import CallContext, new_request_id
 from serving.gateway.service import Gateway
 from serving.gateway.upstream import channel_options
+from serving.predict import Predict
 
 log = logging.getLogger("tensorgate.gateway.grpc")
 
@@ -54,6 +55,7 @@ class GrpcFront:
         self._keys = ApiKeys(settings.api_keys, settings.api_key_header)
         self._request_key = settings.request_key_header.lower()
         self._request_s = settings.timeouts.request_s
+        self._max_tensor_bytes = settings.channel.max_message_bytes
         self.server = grpc.aio.server(options=channel_options(settings)[:2])
         self.health = health_aio.HealthServicer()
         self.port = 0
@@ -65,7 +67,7 @@ class GrpcFront:
                     self._with_unimplemented(
                         protos.PREDICTION_SERVICE,
                         {
-                            "Predict": self._guarded("predict", f"/{prediction}/Predict", gateway.predict),
+                            "Predict": self._guarded("predict", f"/{prediction}/Predict", self._predict),
                             "GetModelMetadata": self._guarded(
                                 "metadata", f"/{prediction}/GetModelMetadata", gateway.metadata
                             ),
@@ -84,6 +86,11 @@ class GrpcFront:
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server, pool=_reflection_pool()
         )
+
+    async def _predict(self, request: Any, call: CallContext) -> Any:
+        decoded = Predict.from_proto(request, self._max_tensor_bytes)
+        prediction = await self._gateway.predict(decoded, call)
+        return prediction.to_proto()
 
     async def start(self) -> None:
         address = f"{self._settings.host}:{self._settings.grpc_port}"

@@ -1,4 +1,4 @@
-"""Builds the gateway's FastAPI app; nothing else lives here."""
+"""Builds the gateway's ASGI app (a plain ASGI front over FastAPI); nothing else lives here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from serving.gateway.api.errors import install_error_handlers
+from serving.gateway.api.front import GatewayApp, framework_routes
 from serving.gateway.api.middleware import GatewayMiddleware
 from serving.gateway.api.openapi import install as install_openapi
 from serving.gateway.api.routes import classify, ops, tfserving, ui
@@ -18,8 +19,9 @@ from serving.gateway.grpc_front import GrpcFront
 from serving.gateway.service import Gateway
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The app for ``settings``. Raises ConfigError when the config's references do not resolve."""
+def create_app(settings: Settings) -> GatewayApp:
+    """The ASGI app for ``settings`` (TF Serving's REST routes as plain ASGI, the rest through FastAPI, at
+    ``.fastapi``). Raises ConfigError when the config's references do not resolve."""
     gateway = Gateway(settings)
 
     @asynccontextmanager
@@ -40,13 +42,13 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="tensorgate gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
     app.state.grpc_front = None
-    app.state.api_keys = ApiKeys(settings.api_keys, settings.api_key_header)
+    keys = ApiKeys(settings.api_keys, settings.api_key_header)
+    app.state.api_keys = keys
     install_error_handlers(app)
     app.include_router(ops.router)
     ui.install(app)
     app.include_router(classify.router)
-    app.include_router(tfserving.router)  # last: its /v1/{path} catches what the others do not
-    install_openapi(app, app.state.api_keys)
+    install_openapi(app, keys, documented=tfserving.router.routes)  # served by GatewayApp, declared here
     app.add_middleware(
         GatewayMiddleware,
         access=gateway.access,
@@ -55,16 +57,18 @@ def create_app(settings: Settings) -> FastAPI:
         request_key=settings.request_key_header,
         body_read_s=settings.timeouts.body_read_s,
     )
-    _install_cors(app, settings)
-    return app
+    front = GatewayApp(app, gateway, settings, keys, framework_routes(app))
+    _install_cors(front, settings)
+    return front
 
 
-def _install_cors(app: FastAPI, settings: Settings) -> None:
-    """Off unless ``cors.allow_origins`` names origins; outermost, so preflights skip the rest."""
+def _install_cors(front: GatewayApp, settings: Settings) -> None:
+    """Off unless ``cors.allow_origins`` names origins; outermost (around the TF Serving routes too), so
+    preflights skip the rest."""
     cors = settings.cors
     if not cors.allow_origins:
         return
-    app.add_middleware(
+    front.wrap(
         CORSMiddleware,
         allow_origins=cors.allow_origins,
         allow_methods=["GET", "POST"],

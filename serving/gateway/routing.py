@@ -6,12 +6,10 @@ import bisect
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from serving.gateway.config import RouteConfig
-from serving.tensors import to_numpy
 
 
 class Route:
@@ -49,12 +47,12 @@ class Route:
         return self.shadow is not None and random.random() < self._shadow_fraction
 
 
-def top_classes(outputs: Mapping[str, Any]) -> np.ndarray | None:
-    """Top-1 class per row of a contract answer (TensorProtos): ``class_id`` or argmax ``probabilities``."""
+def top_classes(outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Top-1 class per row of a contract answer: ``class_id`` or argmax ``probabilities``."""
     if "class_id" in outputs:
-        return to_numpy(outputs["class_id"]).reshape(-1).astype(np.int64)
+        return outputs["class_id"].reshape(-1).astype(np.int64)
     if "probabilities" in outputs:
-        return to_numpy(outputs["probabilities"]).argmax(axis=-1).reshape(-1).astype(np.int64)
+        return outputs["probabilities"].argmax(axis=-1).reshape(-1).astype(np.int64)
     return None
 
 

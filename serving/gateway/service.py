@@ -1,7 +1,10 @@
 """The gateway's core, shared by the REST and gRPC fronts: resolve a name, call upstream, vote, mirror.
 
 A name is an ensemble, a route, or a servable (anything else passes through to the default upstream,
-which answers TF Serving's own NOT_FOUND). Requests and answers are TF Serving's protos throughout.
+which answers TF Serving's own NOT_FOUND). Every front decodes its request once into a
+``serving.predict.Predict`` (named arrays plus the model spec) and gets a ``Prediction`` back from
+``predict``; protos are made only for the upstream call (one per coalesced batch). Metadata and status
+stay TF Serving's protos.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from typing import Any
 
 from serving import protos
-from serving.errors import InvalidInput, NotFound, ServingError
+from serving.errors import InvalidInput, NotFound, ServingError, Unimplemented
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.catalog import AVAILABLE, Catalog
 from serving.gateway.coalesce import Coalescer, Send
@@ -22,6 +25,7 @@ from serving.gateway.ensembles import Ensemble, MemberAnswer
 from serving.gateway.metrics import Metrics
 from serving.gateway.routing import Route, top_classes
 from serving.gateway.upstream import UpstreamPool
+from serving.predict import ModelSpec, Predict, Prediction
 
 log = logging.getLogger("tensorgate.gateway")
 
@@ -46,7 +50,7 @@ class Gateway:
         self.routes = {name: Route(name, config) for name, config in settings.routes.items()}
         self.ensembles = {name: Ensemble(name, config, self.metrics) for name, config in settings.ensembles.items()}
         self._max_batch = settings.limits.max_batch_size
-        self._metadata: dict[tuple[str, int, str], tuple[float, dict[str, dict[str, int]]]] = {}
+        self._metadata: dict[tuple[str, int | None, str | None], tuple[float, dict[str, dict[str, int]]]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
         self._coalescer = Coalescer(settings.batching.max_rows)
         self._senders: dict[str, Send] = {}
@@ -72,58 +76,60 @@ class Gateway:
 
     # Predict ------------------------------------------------------------------------------------
 
-    async def predict(self, request: Any, call: CallContext) -> Any:
-        """Answer a PredictRequest; ``call`` records the servable and version that answered."""
+    async def predict(self, request: Predict, call: CallContext) -> Prediction:
+        """The one prediction path of every front; ``call`` records the servable and version that answered."""
+        prediction, _ = await self.predict_with_votes(request, call)
+        return prediction
+
+    async def predict_with_votes(
+        self, request: Predict, call: CallContext
+    ) -> tuple[Prediction, list[MemberAnswer] | None]:
+        """``predict``, plus each member's answer when the name is an ensemble (the friendly API shows them)."""
         self._check_batch(request)
-        name = request.model_spec.name
+        name = request.spec.name
         check_name(name)
         ensemble = self.ensembles.get(name)
         if ensemble is not None:
-            response, _ = await ensemble.predict(request, call, self._forward)
-            return response
+            return await ensemble.predict(request, call, self._forward)
         route = self.routes.get(name)
         if route is None:
-            return await self._forward(name, request, call)
+            return await self._forward(name, request, call), None
         servable = route.choose(call.request_key)
         self.metrics.route_choices.labels(route.name, servable).inc()
-        request.model_spec.name = servable
-        response = await self._forward(servable, request, call)
+        request = request.for_servable(servable, keep_version=True)
+        prediction = await self._forward(servable, request, call)
         if route.mirror():
-            self._mirror(route, request, response, call.request_id)
-        return response
+            self._mirror(route, request, prediction, call.request_id)
+        return prediction, None
 
-    async def predict_with_votes(self, request: Any, call: CallContext) -> tuple[Any, list[MemberAnswer] | None]:
-        ensemble = self.ensembles.get(request.model_spec.name)
-        if ensemble is None:
-            return await self.predict(request, call), None
-        self._check_batch(request)
-        return await ensemble.predict(request, call, self._forward)
+    def _check_batch(self, request: Predict) -> None:
+        for name, array in request.inputs.items():
+            if array.ndim and array.shape[0] > self._max_batch:
+                raise InvalidInput(
+                    f"Input {name!r} has batch size {array.shape[0]}, over the limit of {self._max_batch}"
+                )
 
-    def _check_batch(self, request: Any) -> None:
-        for name, tensor in request.inputs.items():
-            dims = tensor.tensor_shape.dim
-            if dims and dims[0].size > self._max_batch:
-                raise InvalidInput(f"Input {name!r} has batch size {dims[0].size}, over the limit of {self._max_batch}")
-
-    async def _forward(self, servable: str, request: Any, call: CallContext) -> Any:
+    async def _forward(self, servable: str, request: Predict, call: CallContext) -> Prediction:
         if servable in self.routes:  # an ensemble member may be a route
-            request.model_spec.name = servable = self.routes[servable].choose(call.request_key)
-        response = await self._coalescer.predict(servable, request, call, self._sender(servable))
-        call.answered_by(servable, str(response.model_spec.version.value))
-        return response
+            servable = self.routes[servable].choose(call.request_key)
+            request = request.for_servable(servable, keep_version=True)
+        prediction = await self._coalescer.predict(servable, request, call, self._sender(servable))
+        call.answered_by(servable, prediction.version_text)
+        return prediction
 
     def _sender(self, servable: str) -> Send:
         send = self._senders.get(servable)
         if send is None:
             upstream = self.pool[self.catalog.upstream_for(servable)]
 
-            async def send(batch: Any, batch_call: CallContext) -> Any:
-                return await upstream.call("Predict", batch, batch_call, servable)
+            async def send(request: Predict, batch_call: CallContext) -> Prediction:
+                response = await upstream.call("Predict", request.to_proto(), batch_call, servable)
+                return Prediction.from_proto(response)
 
             self._senders[servable] = send
         return send
 
-    def _mirror(self, route: Route, request: Any, primary: Any, request_id: str) -> None:
+    def _mirror(self, route: Route, request: Predict, primary: Prediction, request_id: str) -> None:
         candidate = route.shadow or ""
         if len(self._shadows) >= _SHADOW_IN_FLIGHT:
             self.metrics.shadow_failed.labels(route.name, candidate).inc()
@@ -132,13 +138,12 @@ class Gateway:
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
-    async def _shadow(self, route: str, candidate: str, request: Any, primary: Any, request_id: str) -> None:
-        request.model_spec.name = candidate
+    async def _shadow(self, route: str, candidate: str, request: Predict, primary: Prediction, request_id: str) -> None:
         call = CallContext(request_id=request_id, deadline=time.monotonic() + self.settings.timeouts.request_s)
         try:
-            response = await self._forward(candidate, request, call)
+            answer = await self._forward(candidate, request.for_servable(candidate, keep_version=True), call)
             expected = top_classes(primary.outputs)
-            got = top_classes(response.outputs)
+            got = top_classes(answer.outputs)
         except ServingError as error:
             log.info("shadow %s -> %s failed: %s (request %s)", route, candidate, error.message, request_id)
             self.metrics.shadow_failed.labels(route, candidate).inc()
@@ -148,6 +153,12 @@ class Gateway:
             return
         self.metrics.shadow_compared.labels(route, candidate).inc(expected.size)
         self.metrics.shadow_agreed.labels(route, candidate).inc(int((expected == got).sum()))
+
+    async def classify(self, request: Any, call: CallContext) -> Any:
+        raise Unimplemented("The gateway answers :predict only, not :classify")
+
+    async def regress(self, request: Any, call: CallContext) -> Any:
+        raise Unimplemented("The gateway answers :predict only, not :regress")
 
     # Metadata and status ---------------------------------------------------------------------------
 
@@ -197,20 +208,14 @@ class Gateway:
             status.status.error_message = f"{ready} of {len(config.members)} members available; quorum {config.needed}"
         return response
 
-    async def input_dtypes(
-        self, name: str, version: int, label: str, signature: str, call: CallContext
-    ) -> dict[str, int]:
+    async def input_dtypes(self, spec: ModelSpec, call: CallContext) -> dict[str, int]:
         """Input name -> DataType of a signature, from GetModelMetadata (cached), for REST JSON decoding."""
-        key = (name, version, label)
+        key = (spec.name, spec.version, spec.label)
         cached = self._metadata.get(key)
         now = time.monotonic()
         if cached is None or cached[0] < now:
             request = protos.GetModelMetadataRequest()
-            request.model_spec.name = name
-            if version:
-                request.model_spec.version.value = version
-            elif label:
-                request.model_spec.version_label = label
+            ModelSpec(spec.name, spec.version, spec.label).fill(request.model_spec)
             request.metadata_field.append("signature_def")
             response = await self.metadata(request, call)
             signatures = protos.SignatureDefMap()
@@ -221,7 +226,7 @@ class Gateway:
             }
             cached = (now + self.settings.timeouts.metadata_ttl_s, inputs)
             self._metadata[key] = cached
-        signature_key = signature or "serving_default"
+        signature_key = spec.signature or "serving_default"
         dtypes = cached[1].get(signature_key)
         if dtypes is None:
             raise InvalidInput(f'Serving signature name: "{signature_key}" not found in signature def')

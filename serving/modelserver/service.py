@@ -23,6 +23,7 @@ from serving.modelserver.config import BatchingOptions
 from serving.modelserver.manager import ServableManager, ServableVersion
 from serving.modelserver.metrics import Metrics
 from serving.modelserver.runtimes.base import Signature
+from serving.predict import ModelSpec, Predict, Prediction
 from serving.tensors import DT_STRING, tf_dtype, to_numpy
 
 log = logging.getLogger("serving.modelserver")
@@ -165,17 +166,34 @@ class ModelServer:
         return batcher
 
     async def predict(self, request: Any) -> Any:
-        version, label = version_and_label(request.model_spec)
-        with self.manager.handle(request.model_spec.name, version, label) as entry:
-            signature_name, signature = inference.signature_for(entry.runtime, request.model_spec.signature_name)
+        """gRPC's Predict: the request's tensors decoded once, then the one prediction path; the answer's
+        tensors in typed ``*_val`` fields, as TF Serving writes them."""
+        spec = ModelSpec.from_proto(request.model_spec)
+        with self.manager.handle(spec.name, spec.version, spec.label) as entry:
+            signature_name, signature = inference.signature_for(entry.runtime, spec.signature)
             inputs = {alias: decode_tensor(alias, tensor) for alias, tensor in request.inputs.items()}
-            aliases = inference.output_aliases(signature, list(request.output_filter))
-            outputs = await self.run_predict(entry, signature, inputs, aliases)
-            response = protos.PredictResponse()
-            inference.fill_model_spec(response.model_spec, entry.model_name, entry.version, signature_name)
-            for alias in aliases:
-                to_proto_field(np.asarray(outputs[alias]), response.outputs[alias])
-            return response
+            decoded = Predict(spec, inputs, tuple(request.output_filter))
+            prediction = await self._predict_on(entry, signature_name, signature, decoded)
+        response = protos.PredictResponse()
+        inference.fill_model_spec(response.model_spec, entry.model_name, entry.version, signature_name)
+        for alias, array in prediction.outputs.items():
+            to_proto_field(array, response.outputs[alias])
+        return response
+
+    async def predict_arrays(self, request: Predict) -> Prediction:
+        """The one prediction path for a decoded request (REST JSON, or any other front)."""
+        spec = request.spec
+        with self.manager.handle(spec.name, spec.version, spec.label) as entry:
+            signature_name, signature = inference.signature_for(entry.runtime, spec.signature)
+            return await self._predict_on(entry, signature_name, signature, request)
+
+    async def _predict_on(
+        self, entry: ServableVersion, signature_name: str, signature: Signature, request: Predict
+    ) -> Prediction:
+        aliases = inference.output_aliases(signature, list(request.output_filter))
+        outputs = await self.run_predict(entry, signature, request.inputs, aliases)
+        arrays = {alias: np.asarray(outputs[alias]) for alias in aliases}
+        return Prediction(arrays, entry.model_name, entry.version, signature_name)
 
     # ---- classify / regress / multi-inference --------------------------------------------------
 

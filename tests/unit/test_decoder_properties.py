@@ -1,6 +1,6 @@
 """Property tests for every decoder of caller input: for any input, a valid tensor or the project's input error.
 
-TF Serving's JSON bodies (``serving.restjson``: row ``instances``, columnar ``inputs``, ``{"b64": ...}``)
+TF Serving's JSON bodies (``serving.tfserving``: row ``instances``, columnar ``inputs``, ``{"b64": ...}``)
 and the gateway's images (``serving.gateway.images``: PNG/JPEG bytes, base64 and data URLs, pixel
 arrays). Inputs are random JSON-ish values, random bytes, and valid bodies or images that are truncated
 or mutated. "The project's input error" is ``InvalidInput`` (400) or ``PayloadTooLarge`` (413), and for
@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from serving import restjson
 from serving.errors import InvalidInput, PayloadTooLarge, Unimplemented
 from serving.gateway import images
 from serving.tensors import from_numpy, to_numpy
+from serving.tfserving import decode, values
 
 EXAMPLES = int(os.environ.get("DECODER_EXAMPLES", "60"))
 SETTINGS = settings(
@@ -34,13 +34,13 @@ SETTINGS = settings(
 INPUT_ERRORS = (InvalidInput, PayloadTooLarge)
 MAX_PIXELS = 4096 * 4096
 DTYPES = {
-    "float": restjson.DT_FLOAT,
-    "double": restjson.DT_DOUBLE,
-    "int64": restjson.DT_INT64,
-    "bool": restjson.DT_BOOL,
-    "string": restjson.DT_STRING,
-    "half": restjson.DT_HALF,
-    "uint64": restjson.DT_UINT64,
+    "float": values.DT_FLOAT,
+    "double": values.DT_DOUBLE,
+    "int64": values.DT_INT64,
+    "bool": values.DT_BOOL,
+    "string": values.DT_STRING,
+    "half": values.DT_HALF,
+    "uint64": values.DT_UINT64,
 }
 
 scalars = st.one_of(
@@ -75,28 +75,28 @@ input_maps = st.one_of(
 )
 
 
-def _check_tensors(parsed: restjson.PredictJson, dtypes: dict[str, int]) -> None:
+def _check_tensors(parsed: decode.PredictJson, dtypes: dict[str, int]) -> None:
     assert set(parsed.inputs) <= set(dtypes)
     batches = set()
     for name, array in parsed.inputs.items():
         assert isinstance(array, np.ndarray)
         tensor = from_numpy(array)  # what the gateway sends upstream: must encode
-        assert tensor.dtype == dtypes[name] or dtypes[name] in (restjson.DT_UINT64,)
+        assert tensor.dtype == dtypes[name] or dtypes[name] in (values.DT_UINT64,)
         assert to_numpy(tensor).shape == array.shape
         if array.ndim:
             batches.add(array.shape[0])
-    if parsed.request_format is restjson.RequestFormat.ROW:
+    if parsed.request_format is decode.RequestFormat.ROW:
         assert len(batches) <= 1, f"row format with batch sizes {batches}"
 
 
 def _decode(document: Any, dtypes: dict[str, int]) -> None:
     body = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY) if not isinstance(document, bytes) else document
     try:
-        parsed = restjson.decode_predict_request(restjson.parse_json_object(body), dtypes)
+        parsed = decode.decode_predict_request(decode.parse_json_object(body), dtypes)
     except INPUT_ERRORS:
         return
     except Unimplemented:
-        assert restjson.DT_HALF in dtypes.values() or restjson.DT_UINT64 in dtypes.values()
+        assert values.DT_HALF in dtypes.values() or values.DT_UINT64 in dtypes.values()
         return
     _check_tensors(parsed, dtypes)
 
@@ -105,7 +105,7 @@ def _decode(document: Any, dtypes: dict[str, int]) -> None:
 @given(body=st.binary(max_size=200))
 def test_parse_json_object_of_any_bytes(body: bytes) -> None:
     try:
-        document = restjson.parse_json_object(body)
+        document = decode.parse_json_object(body)
     except InvalidInput:
         return
     assert isinstance(document, dict)

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from serving.errors import ServingError
-from serving.restjson import error_body
+from serving.tfserving.encode import error_body
 
 log = logging.getLogger("tensorgate.gateway")
 

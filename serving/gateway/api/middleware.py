@@ -15,7 +15,7 @@ from serving.errors import PayloadTooLarge
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.context import CURRENT, CallContext, new_request_id
 from serving.http_timeouts import receive_with_deadline
-from serving.restjson import error_body
+from serving.tfserving.encode import error_body
 
 
 class GatewayMiddleware:

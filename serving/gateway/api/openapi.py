@@ -8,6 +8,7 @@ every operation that needs a key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, routing
@@ -48,18 +49,18 @@ def json_body(schema: dict[str, Any], description: str = "Successful Response") 
     return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
-def _api_routes(app: FastAPI) -> list[APIRoute]:
-    """The app's API routes, through included routers (FastAPI >= 0.16x includes them lazily)."""
+def api_routes(routes: Sequence[BaseRoute]) -> list[APIRoute]:
+    """API routes, through included routers (FastAPI >= 0.16x includes them lazily)."""
     contexts = getattr(routing, "iter_route_contexts", None)
-    routes: list[BaseRoute] = [c.original_route for c in contexts(app.routes)] if contexts else list(app.routes)
-    return [route for route in routes if isinstance(route, APIRoute)]
+    found: list[BaseRoute] = [c.original_route for c in contexts(routes)] if contexts else list(routes)
+    return [route for route in found if isinstance(route, APIRoute)]
 
 
 def _needs_key(route: APIRoute) -> bool:
     return any(dependency.call is require_api_key for dependency in route.dependant.dependencies)
 
 
-def _finish(schema: dict[str, Any], app: FastAPI, keys: ApiKeys) -> None:
+def _finish(schema: dict[str, Any], routes: Sequence[BaseRoute], keys: ApiKeys) -> None:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
@@ -76,7 +77,7 @@ def _finish(schema: dict[str, Any], app: FastAPI, keys: ApiKeys) -> None:
     }
     schema["components"] = components
     unauthorized = errors(401)[401]
-    for route in _api_routes(app):
+    for route in api_routes(routes):
         if not route.include_in_schema or not _needs_key(route):
             continue
         for method in route.methods or ():
@@ -86,13 +87,15 @@ def _finish(schema: dict[str, Any], app: FastAPI, keys: ApiKeys) -> None:
                 operation["responses"]["401"] = unauthorized
 
 
-def install(app: FastAPI, keys: ApiKeys) -> None:
-    """Serve the finished document at ``/openapi.json`` (built on first use, then cached)."""
+def install(app: FastAPI, keys: ApiKeys, documented: Sequence[BaseRoute] = ()) -> None:
+    """Serve the finished document at ``/openapi.json`` (built on first use, then cached). ``documented``:
+    routes served outside FastAPI's router (the plain ASGI front) that the document declares too."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            _finish(schema, app, keys)
+            routes = [*app.routes, *documented]
+            schema = get_openapi(title=app.title, version=app.version, routes=routes)
+            _finish(schema, routes, keys)
             app.openapi_schema = schema
         return app.openapi_schema
 

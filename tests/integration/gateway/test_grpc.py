@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.restjson import error_body
+from serving.tfserving.encode import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from serving import protos
-from serving.restjson import error_body
 from serving.tensors import from_numpy
+from serving.tfserving.encode import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.restjson import error_body
+from serving.tfserving.encode import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
 
 pytestmark = pytest.mark.slow

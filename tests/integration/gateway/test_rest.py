@@ -12,7 +12,7 @@ import orjson
 import pytest
 from PIL import Image
 
-from serving.restjson import error_body
+from serving.tfserving.encode import error_body
 from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_instances
 
 pytestmark = pytest.mark.slow

@@ -7,18 +7,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving import protos
 from serving.errors import DeadlineExceeded, InvalidInput, Unavailable
 from serving.gateway.coalesce import Coalescer, batch_key
 from serving.gateway.context import CallContext
-from serving.tensors import from_numpy, to_numpy
+from serving.predict import ModelSpec, Predict, Prediction
 
 
-def _request(value: float, rows: int = 1, name: str = "cnn") -> Any:
-    request = protos.PredictRequest()
-    request.model_spec.name = name
-    from_numpy(np.full((rows, 2), value, np.float32), out=request.inputs["x"])
-    return request
+def _request(value: float, rows: int = 1, name: str = "cnn") -> Predict:
+    return Predict(ModelSpec(name), {"x": np.full((rows, 2), value, np.float32)})
 
 
 def _call(request_id: str, seconds: float = 5.0) -> CallContext:
@@ -33,16 +29,13 @@ class Upstream:
         self.fail = fail
         self.calls: list[tuple[int, str]] = []
 
-    async def send(self, request: Any, call: CallContext) -> Any:
-        x = to_numpy(request.inputs["x"])
+    async def send(self, request: Predict, call: CallContext) -> Prediction:
+        x = request.inputs["x"]
         self.calls.append((x.shape[0], call.request_id))
         await asyncio.sleep(self.delay)
         if self.fail is not None and (x.shape[0] > 1 or isinstance(self.fail, Unavailable)):
             raise self.fail
-        response = protos.PredictResponse()
-        response.model_spec.name = request.model_spec.name
-        from_numpy(x * 2, out=response.outputs["y"])
-        return response
+        return Prediction({"y": x * 2}, request.spec.name, 1)
 
 
 async def _burst(coalescer: Coalescer, upstream: Upstream, values: list[float]) -> list[Any]:
@@ -58,7 +51,7 @@ async def _burst(coalescer: Coalescer, upstream: Upstream, values: list[float]) 
 def test_followers_share_one_call_and_get_their_own_rows() -> None:
     upstream = Upstream()
     answers = asyncio.run(_burst(Coalescer(32), upstream, [1.0, 2.0, 3.0, 4.0]))
-    assert [to_numpy(a.outputs["y"])[:, 0].tolist() for a in answers] == [[2.0], [4.0, 4.0], [6.0, 6.0], [8.0, 8.0]]
+    assert [a.outputs["y"][:, 0].tolist() for a in answers] == [[2.0], [4.0, 4.0], [6.0, 6.0], [8.0, 8.0]]
     assert upstream.calls == [(1, "r0"), (6, "r1,r2,r3")]
 
 
@@ -95,9 +88,10 @@ def test_a_waiter_keeps_its_own_deadline() -> None:
 def test_only_uniform_dense_requests_can_join() -> None:
     assert batch_key("cnn", _request(1.0, rows=3)) is not None
     mixed = _request(1.0, rows=3)
-    from_numpy(np.zeros((2, 2), np.float32), out=mixed.inputs["z"])
+    mixed.inputs["z"] = np.zeros((2, 2), np.float32)
     assert batch_key("cnn", mixed) is None
-    filtered = _request(1.0)
-    filtered.output_filter.append("y")
+    filtered = Predict(ModelSpec("cnn"), _request(1.0).inputs, output_filter=("y",))
     assert batch_key("cnn", filtered) is None
+    strings = Predict(ModelSpec("cnn"), {"x": np.array([b"a"], object)})
+    assert batch_key("cnn", strings) is None
     assert batch_key("cnn", _request(1.0)) != batch_key("lstm", _request(1.0))

@@ -7,7 +7,6 @@ import pytest
 
 from serving.gateway.config import RouteConfig
 from serving.gateway.routing import Route, top_classes, vote
-from serving.tensors import from_numpy
 
 
 def test_weighted_choice_and_sticky_keys() -> None:
@@ -55,6 +54,6 @@ def test_weighted_vote() -> None:
 
 
 def test_top_classes_reads_class_id_or_probabilities() -> None:
-    assert top_classes({"class_id": from_numpy(np.array([4, 2], np.int64))}).tolist() == [4, 2]
-    assert top_classes({"probabilities": from_numpy(P[0])}).tolist() == [0, 2]
-    assert top_classes({"other": from_numpy(P[0])}) is None
+    assert top_classes({"class_id": np.array([4, 2], np.int64)}).tolist() == [4, 2]
+    assert top_classes({"probabilities": P[0]}).tolist() == [0, 2]
+    assert top_classes({"other": P[0]}) is None

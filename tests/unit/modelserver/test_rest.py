@@ -6,13 +6,13 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import httpx
-import numpy as np
 
 from serving.errors import ResourceExhausted
 from serving.modelserver.metrics import Metrics
 from serving.modelserver.rest import RestApp
 from serving.modelserver.runtimes.base import PREDICT_METHOD, Signature, TensorSpec
-from serving.restjson import DT_FLOAT
+from serving.predict import Predict, Prediction
+from serving.tfserving.values import DT_FLOAT
 
 SIGNATURE = Signature(
     "serving_default",
@@ -35,12 +35,12 @@ class StubServer:
 
         self.manager = SimpleNamespace(handle=handle)
 
-    async def run_predict(self, entry, signature, inputs, aliases):
+    async def predict_arrays(self, request: Predict) -> Prediction:
         if self.behaviour == "full":
             raise ResourceExhausted("The batch scheduling queue to which this task was submitted is full")
         if self.behaviour == "slow":
             await asyncio.sleep(5)
-        return {"y": np.asarray(inputs["x"]) * 2}
+        return Prediction({"y": request.inputs["x"] * 2}, request.spec.name, 1, "serving_default")
 
 
 def post(app: RestApp, path: str, body: bytes) -> httpx.Response:

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from serving import protos
 from serving.errors import InvalidInput
 from serving.gateway import images
 from serving.gateway.api.deps import API_KEY, CallDep, GatewayDep
@@ -25,7 +24,7 @@ from serving.gateway.api.errors import JSON
 from serving.gateway.api.openapi import errors, json_body
 from serving.gateway.ensembles import MemberAnswer
 from serving.gateway.service import Gateway
-from serving.tensors import from_numpy, to_numpy
+from serving.predict import ModelSpec, Predict, Prediction
 
 router = APIRouter(dependencies=[API_KEY], tags=["classify"])
 
@@ -147,27 +146,25 @@ async def classify(name: str, request: Request, gateway: GatewayDep, call: CallD
         decoded = await asyncio.to_thread(_decode_all, items, limits.max_image_pixels)
     else:
         decoded = _decode_all(items, limits.max_image_pixels)
-    predict = protos.PredictRequest()
-    predict.model_spec.name = name
-    from_numpy(np.stack([array for array, _ in decoded]), out=predict.inputs["image"])
-    response, members = await gateway.predict_with_votes(predict, call)
-    answer = _answer(gateway, name, response, members, decoded, call)
+    request_arrays = Predict(ModelSpec(name), {"image": np.stack([array for array, _ in decoded])})
+    prediction, members = await gateway.predict_with_votes(request_arrays, call)
+    answer = _answer(gateway, name, prediction, members, decoded, call)
     return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
 
 def _answer(
     gateway: Gateway,
     name: str,
-    response: Any,
+    prediction: Prediction,
     members: list[MemberAnswer] | None,
     decoded: list[tuple[np.ndarray, images.Conversion]],
     call: Any,
 ) -> dict[str, Any]:
-    outputs = response.outputs
+    outputs = prediction.outputs
     if "probabilities" not in outputs:
         raise InvalidInput(f"{name!r} did not return 'probabilities'; the classify API needs the model contract")
-    probabilities = to_numpy(outputs["probabilities"])
-    class_ids = to_numpy(outputs["class_id"]) if "class_id" in outputs else probabilities.argmax(axis=-1)
+    probabilities = outputs["probabilities"]
+    class_ids = outputs["class_id"] if "class_id" in outputs else probabilities.argmax(axis=-1)
     label_source = next((m for m in members or () if m.error is None), None)
     servable, version = (label_source.servable, label_source.version) if label_source else (call.servable, call.version)
     labels = gateway.catalog.labels(servable, version, probabilities.shape[-1])

@@ -3,35 +3,38 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from serving import restjson
 from serving.errors import InvalidInput
-from serving.restjson import RequestFormat
+from serving.tfserving import decode, encode, examples, values
+from serving.tfserving.decode import RequestFormat
 
-FLOAT = restjson.DT_FLOAT
-STRING = restjson.DT_STRING
+FLOAT = values.DT_FLOAT
+STRING = values.DT_STRING
 
 
-def decode(body: bytes, dtypes: dict[str, int]) -> restjson.PredictJson:
-    return restjson.decode_predict_request(restjson.parse_json_object(body), dtypes)
+def _decode(body: bytes, dtypes: dict[str, int]) -> decode.PredictJson:
+    return decode.decode_predict_request(decode.parse_json_object(body), dtypes)
 
 
 def test_row_format_answers_like_tf_serving_half_plus_two() -> None:
-    request = decode(b'{"instances": [1.0, 2.0, 5.0]}', {"x": FLOAT})
+    request = _decode(b'{"instances": [1.0, 2.0, 5.0]}', {"x": FLOAT})
     assert request.request_format is RequestFormat.ROW
     np.testing.assert_array_equal(request.inputs["x"], np.array([1, 2, 5], np.float32))
-    body = restjson.encode_predict_response({"y": np.array([2.5, 3.0, 4.5], np.float32)}, RequestFormat.ROW)
+    body = encode.encode_predict_response({"y": np.array([2.5, 3.0, 4.5], np.float32)}, RequestFormat.ROW)
     assert body == b'{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
 
 
 def test_columnar_format_writes_one_value_per_line() -> None:
-    body = restjson.encode_predict_response({"y": np.array([2.5, 3.0], np.float32)}, RequestFormat.COLUMNAR)
+    body = encode.encode_predict_response({"y": np.array([2.5, 3.0], np.float32)}, RequestFormat.COLUMNAR)
     assert body == b'{\n    "outputs": [\n        2.5,\n        3.0\n    ]\n}'
 
 
 def test_several_outputs_are_objects_sorted_by_name() -> None:
     outputs = {"probabilities": np.array([[0.25, 0.75]], np.float32), "class_id": np.array([1], np.int64)}
-    body = restjson.encode_predict_response(outputs, RequestFormat.ROW)
+    body = encode.encode_predict_response(outputs, RequestFormat.ROW)
     assert orjson.loads(body) == {"predictions": [{"class_id": 1, "probabilities": [0.25, 0.75]}]}
     assert body.startswith(b'{\n    "predictions": [\n        {\n            "class_id": 1,')
 
@@ -49,17 +52,17 @@ def test_several_outputs_are_objects_sorted_by_name() -> None:
 )
 def test_floats_print_as_tf_serving_writes_them(value: float, text: str) -> None:
     array = np.array([value], np.float32)
-    body = restjson.encode_predict_response({"y": array}, RequestFormat.ROW).decode()
+    body = encode.encode_predict_response({"y": array}, RequestFormat.ROW).decode()
     assert body.split("[")[1].split("\n")[0] == text
 
 
 def test_bytes_outputs_travel_as_b64() -> None:
-    body = restjson.encode_predict_response({"out_bytes": np.array([b"\x00\xff"], object)}, RequestFormat.ROW)
+    body = encode.encode_predict_response({"out_bytes": np.array([b"\x00\xff"], object)}, RequestFormat.ROW)
     assert orjson.loads(body) == {"predictions": [{"b64": "AP8="}]}
 
 
 def test_b64_string_inputs_are_decoded() -> None:
-    request = decode(b'{"instances": [{"b64": "aGk="}, "plain"]}', {"image_bytes": STRING})
+    request = _decode(b'{"instances": [{"b64": "aGk="}, "plain"]}', {"image_bytes": STRING})
     assert request.inputs["image_bytes"].tolist() == [b"hi", b"plain"]
 
 
@@ -86,36 +89,68 @@ def test_b64_string_inputs_are_decoded() -> None:
 )
 def test_malformed_requests_get_tf_serving_messages(body: bytes, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        decode(body, {"x": FLOAT})
+        _decode(body, {"x": FLOAT})
     assert message in caught.value.message
 
 
 def test_nan_and_infinity_are_accepted_as_rapidjson_does() -> None:
-    request = decode(b'{"inputs": [NaN, Infinity, -Infinity]}', {"x": FLOAT})
+    request = _decode(b'{"inputs": [NaN, Infinity, -Infinity]}', {"x": FLOAT})
     assert np.isnan(request.inputs["x"][0]) and request.inputs["x"][2] == -np.inf
 
 
 def test_named_instances_need_every_input() -> None:
     with pytest.raises(InvalidInput, match="keys must be equal to: a,b"):
-        decode(b'{"instances": [{"a": 1.0}]}', {"a": FLOAT, "b": FLOAT})
+        _decode(b'{"instances": [{"a": 1.0}]}', {"a": FLOAT, "b": FLOAT})
 
 
 def test_examples_become_tf_examples() -> None:
-    name, examples, context = restjson.decode_examples({"examples": [{"x": 2.0, "tag": "a"}]})
+    name, found, context = examples.decode_examples({"examples": [{"x": 2.0, "tag": "a"}]})
     assert name == "" and context is None
-    assert list(examples[0].features.feature["x"].float_list.value) == [2.0]
-    assert restjson.encode_regression_results([3.0]) == b'{\n    "results": [3.0]\n}'
+    assert list(found[0].features.feature["x"].float_list.value) == [2.0]
+    assert encode.encode_regression_results([3.0]) == b'{\n    "results": [3.0]\n}'
 
 
 def test_error_body_is_valid_json() -> None:
-    assert orjson.loads(restjson.error_body("Missing 'inputs' \"x\"")) == {"error": "Missing 'inputs' \"x\""}
-    assert restjson.error_body("x") == b'{\n    "error": "x"\n}'
+    assert orjson.loads(encode.error_body("Missing 'inputs' \"x\"")) == {"error": "Missing 'inputs' \"x\""}
+    assert encode.error_body("x") == b'{\n    "error": "x"\n}'
 
 
 def test_echoed_request_is_cut_short() -> None:
     body = b'{"instances": [' + b"1.0," * 100000 + b'1.0], "inputs": [1.0]}'
     with pytest.raises(InvalidInput) as caught:
-        decode(body, {"x": FLOAT})
+        _decode(body, {"x": FLOAT})
     message = caught.value.message
     assert message.startswith('JSON Value: {\n    "instances": [\n        1.0,')
     assert len(message) < 2200 and "...Not formatted correctly" in message.replace(" Not", "Not")
+
+
+arrays = st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_]).flatmap(
+    lambda dtype: hnp.arrays(
+        dtype,
+        hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4),
+        elements=st.floats(width=16 if dtype == np.float16 else 32 if dtype == np.float32 else 64)
+        if np.dtype(dtype).kind == "f"
+        else None,
+    )
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(first=arrays, second=arrays, several=st.booleans())
+def test_the_slicing_writer_gives_the_value_by_value_writers_bytes(
+    first: np.ndarray, second: np.ndarray, several: bool
+) -> None:
+    outputs = {"b": first, "a": second.reshape((first.shape[0], -1)) if second.size % first.shape[0] == 0 else first}
+    if not several:
+        outputs = {"y": first}
+    names = sorted(outputs)
+    assert encode.encode_predict_response(outputs, RequestFormat.ROW) == encode._rows_by_value(
+        names, outputs, first.shape[0], several
+    )
+    assert encode.encode_predict_response(outputs, RequestFormat.COLUMNAR) == encode._columnar_by_value(
+        names, outputs, several
+    )
+    if first.dtype.kind == "f":
+        double = first.dtype == np.float64
+        expected = [values.format_decimal(float(v), double) for v in first.astype(np.float64).reshape(-1).tolist()]
+        assert encode.float_tokens(first) == expected
