@@ -43,13 +43,15 @@ def tail(path: Path, lines: int = 25) -> str:
 class Managed:
     """A child process group. ``stop()`` sends SIGTERM to the group, then SIGKILL after ``grace`` s."""
 
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.name, self.args, self.log = name, args, log
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as stream:
             self.process = subprocess.Popen(
                 args,
-                cwd=ROOT,
+                cwd=cwd,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", RUN_ENV: run_mark, **(env or {})},
                 stdout=stream,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,206 @@
+"""The gateway's CPU time per request, against the fake TF Serving upstream (no model in the way).
+
+    python -m loadtest.gateway_cpu [--requests 6000] [--connections 32] [--rounds 3] [--protocols rest,grpc]
+
+Starts the fake upstream (``tests/integration/gateway/fake_upstream.py``: numpy answers, no TensorFlow)
+and the gateway with the benchmark's settings (API keys, access log at info, metrics, coalescing: every
+feature on), then sends single-image requests from this process over ``--connections`` keep-alive
+connections (REST: a bare asyncio HTTP/1.1 client; gRPC: grpc.aio with pre-serialized requests, so the
+client costs little) and reads the gateway process's CPU time (user + system) around them. The figure,
+microseconds of gateway CPU per request, does not depend on the model or on the upstream's speed.
+``--root`` runs the gateway and fake upstream of another checkout (for before/after comparisons).
+Prints a table and one JSON line; use a quiet machine (``/work/bin/tg-timed`` here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+from loadtest import payloads
+from loadtest.procs import ROOT, Managed, free_port, stop_all, tail
+from loadtest.targets import API_KEY
+
+SERVABLE = "cnn"
+
+
+def gateway_config(port: int, grpc_port: int, upstream: str, workers: int) -> dict[str, Any]:
+    """The gateway as the benchmark runs it (loadtest.targets.start_gateway), minus the repository."""
+    config: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": grpc_port,
+        "upstreams": {"default": {"targets": [upstream]}},
+        "servables": {SERVABLE: "default"},
+        "api_keys": [API_KEY],
+        "log_level": "info",
+    }
+    if workers > 1:
+        config["workers"] = workers
+    return config
+
+
+class RestClient:
+    """Closed-loop HTTP/1.1 over keep-alive connections; pre-built request bytes, Content-Length framing."""
+
+    def __init__(self, port: int, body: bytes, connections: int) -> None:
+        self.port, self.connections = port, connections
+        head = (
+            f"POST /v1/models/{SERVABLE}:predict HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            f"content-type: application/json\r\nx-api-key: {API_KEY}\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        self.request = head.encode() + body
+
+    async def _connection(self, count: int, failures: list[str]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            for _ in range(count):
+                writer.write(self.request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    failures.append(head.split(b"\r\n", 1)[0].decode() + " " + body[:200].decode(errors="replace"))
+        finally:
+            writer.close()
+
+    async def run(self, requests: int) -> list[str]:
+        failures: list[str] = []
+        share = [requests // self.connections + (i < requests % self.connections) for i in range(self.connections)]
+        await asyncio.gather(*(self._connection(n, failures) for n in share if n))
+        return failures
+
+
+class GrpcClient:
+    def __init__(self, port: int, body: bytes, connections: int) -> None:
+        self.port, self.body, self.connections = port, body, connections
+
+    async def run(self, requests: int) -> list[str]:
+        import grpc
+
+        failures: list[str] = []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            call = channel.unary_unary(
+                "/tensorflow.serving.PredictionService/Predict", request_serializer=None, response_deserializer=None
+            )
+            metadata = (("x-api-key", API_KEY),)
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    try:
+                        await call(self.body, timeout=30, metadata=metadata)
+                    except grpc.aio.AioRpcError as error:
+                        failures.append(f"{error.code().name}: {error.details()}")
+
+            share = [requests // self.connections + (i < requests % self.connections) for i in range(self.connections)]
+            await asyncio.gather(*(worker(n) for n in share if n))
+        return failures
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        times = member.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def measure(client: Any, gateway: psutil.Process, requests: int, rounds: int, warmup: int) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        failures = await client.run(warmup)
+        if failures:
+            raise RuntimeError(f"warm-up failed: {failures[0]}")
+        per_request, rates = [], []
+        for _ in range(rounds):
+            cpu_before, started = cpu_seconds(gateway), time.perf_counter()
+            failures = await client.run(requests)
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds(gateway) - cpu_before
+            if failures:
+                raise RuntimeError(f"{len(failures)} of {requests} requests failed, e.g. {failures[0]}")
+            per_request.append(cpu / requests * 1e6)
+            rates.append(requests / elapsed)
+        return {
+            "us_per_request": statistics.median(per_request),
+            "us_per_request_rounds": [round(v, 1) for v in per_request],
+            "requests_per_s": statistics.median(rates),
+            "requests": requests,
+            "rounds": rounds,
+        }
+
+    return asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.gateway_cpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=6000, help="per round (default 6000)")
+    parser.add_argument("--rounds", type=int, default=3, help="the median round is reported (default 3)")
+    parser.add_argument("--connections", type=str, default="32", help="comma-separated, e.g. 1,32 (default 32)")
+    parser.add_argument("--protocols", type=str, default="rest,grpc", help="rest, grpc or both (default)")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (config workers)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose gateway runs (default: this one)")
+    parser.add_argument("--out", type=Path, help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    work = Path(tempfile.mkdtemp(prefix="gateway-cpu-"))
+    upstream_port, port, grpc_port = free_port(), free_port(), free_port()
+    python = sys.executable
+    fake_args = [python, "-m", "tests.integration.gateway.fake_upstream", "--port", str(upstream_port)]
+    Managed("fake upstream", [*fake_args, "--models", SERVABLE], work / "fake.log", cwd=root)
+    config = work / "gateway.yaml"
+    config.write_text(yaml.safe_dump(gateway_config(port, grpc_port, f"127.0.0.1:{upstream_port}", args.workers)))
+    gateway = Managed("gateway", [python, "-m", "serving.gateway", "--config", str(config)], work / "gw.log", cwd=root)
+    results: dict[str, Any] = {"root": str(root), "workers": args.workers, "runs": []}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        gateway.wait_ready(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, 60)
+        rest_body = payloads.build("instances", SERVABLE, 1, count=1)[0].body
+        grpc_body = payloads.build("grpc", SERVABLE, 1, count=1)[0].body
+        for protocol in args.protocols.split(","):
+            for connections in (int(c) for c in args.connections.split(",")):
+                if protocol == "rest":
+                    client: Any = RestClient(port, rest_body, connections)
+                else:
+                    client = GrpcClient(grpc_port, grpc_body, connections)
+                run = measure(client, gateway.psutil, args.requests, args.rounds, warmup=min(2000, args.requests))
+                run.update(protocol=protocol, connections=connections)
+                results["runs"].append(run)
+                print(
+                    f"{protocol:<5} {connections:>3} connections: {run['us_per_request']:7.1f} us gateway CPU per "
+                    f"request (rounds {run['us_per_request_rounds']}), {run['requests_per_s']:.0f} req/s",
+                    flush=True,
+                )
+    except Exception as error:
+        print(f"gateway_cpu failed: {error}\n--- gateway log ---\n{tail(gateway.log)}", file=sys.stderr)
+        return 1
+    finally:
+        stop_all()
+    results["cpu"] = _cpu_name()
+    print(json.dumps(results))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
