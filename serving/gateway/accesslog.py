@@ -42,7 +42,7 @@ class AccessLog:
         self.enabled = enabled
         self._stream = stream if stream is not None else getattr(sys.stderr, "buffer", None)
         self._counters: dict[tuple[str, str, str, str], Any] = {}
-        self._histograms: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[tuple[str, str, str], Any] = {}
 
     def record(self, protocol: str, verb: str, route: str, status: int | str, call: CallContext) -> None:
         latency = time.perf_counter() - call.started
@@ -51,9 +51,9 @@ class AccessLog:
         if counter is None:
             counter = self._counters[key] = self._metrics.requests.labels(*key)
         counter.inc()
-        histogram = self._histograms.get(key[:2])
+        histogram = self._histograms.get(key[:3])
         if histogram is None:
-            histogram = self._histograms[key[:2]] = self._metrics.latency.labels(*key[:2])
+            histogram = self._histograms[key[:3]] = self._metrics.latency.labels(*key[:3])
         histogram.observe(latency)
         if not self.enabled:
             return

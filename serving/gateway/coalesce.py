@@ -49,8 +49,11 @@ def batch_key(servable: str, request: Predict) -> tuple[Key, int] | None:
 
 
 class Coalescer:
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, sizes: Any = None) -> None:
+        """``sizes``: a histogram labelled by servable, observing the requests each upstream call answers."""
         self._max_rows = max_rows
+        self._sizes = sizes
+        self._size_of: dict[str, Any] = {}  # servable -> its histogram child (labels() costs a lookup per call)
         self._busy: set[Key] = set()
         self._waiting: dict[Key, _Waiting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,10 +61,12 @@ class Coalescer:
     async def predict(self, servable: str, request: Predict, call: CallContext, send: Send) -> Prediction:
         keyed = batch_key(servable, request) if self._max_rows > 1 else None
         if keyed is None:
+            self._observe(servable, 1)
             return await send(request, call)
         key, rows = keyed
         if key not in self._busy:
             self._busy.add(key)
+            self._observe(servable, 1)
             try:
                 return await send(request, call)
             finally:
@@ -94,6 +99,8 @@ class Coalescer:
     async def _send_batch(self, key: Key, waiting: _Waiting, send: Send, chained: bool) -> None:
         try:
             items = [item for item in waiting.items if not item[2].done()]
+            if items:
+                self._observe(key[0], len(items))
             if len(items) == 1:
                 await _answer(items[0], send)
             elif items:
@@ -101,6 +108,14 @@ class Coalescer:
         finally:
             if chained:
                 self._next(key, send)
+
+    def _observe(self, servable: str, requests: int) -> None:
+        if self._sizes is None:
+            return
+        child = self._size_of.get(servable)
+        if child is None:
+            child = self._size_of[servable] = self._sizes.labels(servable)
+        child.observe(requests)
 
     async def _merged(self, items: list[_Item], send: Send) -> None:
         first, first_call, _ = items[0]

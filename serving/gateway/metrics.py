@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+_COALESCED_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -20,8 +21,15 @@ class Metrics:
         self.latency = Histogram(
             "tensorgate_gateway_request_seconds",
             "Time to answer a request",
-            ["protocol", "method"],
+            ["protocol", "method", "servable"],
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.coalesced = Histogram(
+            "tensorgate_gateway_coalesced_requests",
+            "Requests answered by one upstream Predict call (1: sent alone; more: merged by the coalescer)",
+            ["servable"],
+            buckets=_COALESCED_BUCKETS,
             registry=registry,
         )
         self.upstream_calls = Counter(

@@ -52,7 +52,7 @@ class Gateway:
         self._max_batch = settings.limits.max_batch_size
         self._metadata: dict[tuple[str, int | None, str | None], tuple[float, dict[str, dict[str, int]]]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
-        self._coalescer = Coalescer(settings.batching.max_rows)
+        self._coalescer = Coalescer(settings.batching.max_rows, self.metrics.coalesced)
         self._senders: dict[str, Send] = {}
 
     @property

@@ -107,6 +107,7 @@ class Upstream:
         self._retries = metrics.retries.labels(name)
         for target in self.targets:
             metrics.target_healthy.labels(name, target.address).set(1)
+            metrics.ejections.labels(name, target.address)  # exported at 0, so dashboards show "none yet"
         metrics.upstream_targets.labels(name).set(len(self.targets))
 
     def healthy_targets(self) -> list[Target]:
@@ -247,6 +248,7 @@ class Upstream:
                 )
                 target = Target(address, options)
                 self._metrics.target_healthy.labels(self.name, address).set(1)
+                self._metrics.ejections.labels(self.name, address)
                 log.info("upstream %s: new target %s", self.name, address)
             targets.append(target)
         self.targets = targets

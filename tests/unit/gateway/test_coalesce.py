@@ -95,3 +95,15 @@ def test_only_uniform_dense_requests_can_join() -> None:
     strings = Predict(ModelSpec("cnn"), {"x": np.array([b"a"], object)})
     assert batch_key("cnn", strings) is None
     assert batch_key("cnn", _request(1.0)) != batch_key("lstm", _request(1.0))
+
+
+def test_the_histogram_counts_requests_per_upstream_call() -> None:
+    from serving.gateway.metrics import Metrics
+
+    metrics = Metrics()
+    upstream = Upstream()
+    asyncio.run(_burst(Coalescer(32, metrics.coalesced), upstream, [1.0, 2.0, 3.0, 4.0]))
+    assert [rows for rows, _ in upstream.calls] == [1, 6]  # the leader alone, then three merged
+    registry = metrics.registry
+    assert registry.get_sample_value("tensorgate_gateway_coalesced_requests_count", {"servable": "cnn"}) == 2
+    assert registry.get_sample_value("tensorgate_gateway_coalesced_requests_sum", {"servable": "cnn"}) == 4
