@@ -9,6 +9,7 @@ from pathlib import Path
 from deploy.checks.common import ROOT, Problem
 from deploy.checks.compose import check_compose, default_env
 from deploy.checks.k8s import check_k8s
+from deploy.checks.kustomize import check_kustomize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Dockerfile not checked: pip install dockerfile", file=sys.stderr)
     problems += check_compose(ROOT / "deploy" / "docker-compose.yml", default_env(repo), repo_known=repo is not None)
     problems += check_k8s(ROOT / "deploy" / "k8s", repo)
+    built, checked = check_kustomize(ROOT / "deploy" / "k8s")
+    problems += built
+    print(f"kubectl kustomize deploy/k8s: {checked}", file=sys.stderr)
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" + ("" if repo else " (no --repo: the exported files were not looked at)"))

@@ -83,7 +83,12 @@ def option_value(arguments: Sequence[str], name: str) -> str | None:
 
 
 def split_target(target: str) -> tuple[str, int]:
-    """``host:port`` (or ``http://host:port/...``) -> (host, port)."""
+    """``host:port``, ``dns:///name:port`` (the gateway's) or ``http://host:port/...`` -> (host, port)."""
+    if target.startswith("dns:"):
+        from serving.gateway.discovery import parse_target
+
+        spec = parse_target(target)
+        return spec.host, spec.port
     address = re.sub(r"^[a-z]+://", "", target).split("/", 1)[0]
     host, _, port = address.rpartition(":")
     return host, int(port)

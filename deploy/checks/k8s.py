@@ -37,6 +37,8 @@ REQUIRED = {
 EXPECTED = {
     ("Deployment", "tfserving"),
     ("Service", "tfserving"),
+    ("HorizontalPodAutoscaler", "tfserving"),
+    ("PodDisruptionBudget", "tfserving"),
     ("Deployment", "gateway"),
     ("Service", "gateway"),
     ("HorizontalPodAutoscaler", "gateway"),
@@ -142,6 +144,10 @@ def check_k8s(directory: Path, repo: Path | None = None) -> list[Problem]:
     problems += _check_export_job(manifests)
     problems += _check_gateway(manifests, repo)
     problems += _check_locust(manifests)
+    if not problems:
+        from deploy.checks.k8s_scaling import check_scaling
+
+        problems += check_scaling(manifests)
     return problems
 
 
@@ -331,11 +337,17 @@ def _check_gateway(manifests: Manifests, repo: Path | None) -> list[Problem]:
         for index, target in enumerate(upstream_config.targets):
             host, port = split_target(target)
             target_key = f"upstreams.{upstream}.targets[{index}]"
-            grpc_ports = _service_grpc_ports(manifests, host.split(".")[0])
+            service = host.split(".")[0]
+            grpc_ports = _service_grpc_ports(manifests, service)
             if grpc_ports is None:
                 problems.append(Problem(where, target_key, f"{host!r} is not a Service"))
-            elif port not in grpc_ports:
+                continue
+            if port not in grpc_ports:
                 problems.append(Problem(where, target_key, f"port {port} is not the gRPC port of Service/{host}"))
+            _, found = manifests.find("Service", service) or ("", {})
+            if target.startswith("dns:") and dig(found, "spec.clusterIP") != "None":
+                message = f"Service/{service} is not headless: its name resolves to one virtual IP, not to every pod"
+                problems.append(Problem(where, target_key, message))
     return problems
 
 
@@ -374,3 +386,20 @@ def _check_locust(manifests: Manifests) -> list[Problem]:
         elif manifests.find("Service", option_value(arguments, "--master-host") or "") is None:
             problems.append(Problem(file, f"{key}[--master-host]", "is not a Service"))
     return problems
+
+
+def gateway_config(manifests: Manifests) -> Any | None:
+    """The gateway's Settings as its Deployment mounts them; None where they do not load (reported above)."""
+    _, document = manifests.find("Deployment", "gateway") or ("", {})
+    containers = dig(document, "spec.template.spec.containers") or []
+    if not containers:
+        return None
+    container = containers[0]
+    config = option_value(container.get("args") or [], "--config") or ""
+    source = host_path(config, _config_map_mounts(document, container))
+    found = manifests.find("ConfigMap", source.parent.name) if source is not None else None
+    if source is None or found is None or source.name not in (found[1].get("data") or {}):
+        return None
+    env = {item["name"]: str(item.get("value", "")) for item in container.get("env") or []}
+    settings, _ = gateway_settings(found[1]["data"][source.name], env, "")
+    return settings

