@@ -1,6 +1,6 @@
 """The benchmark runner: every target on the same images, in one run, with a report.
 
-    python -m loadtest [--quick] [--targets naive,handmade,...|all] [--users 1,8,32,64] [--duration 30s]
+    python -m loadtest [--quick] [--targets naive,handmade,...|all] [--users 1,8,32,64] [--duration 30s] [--workers N]
 
 Writes bench/results/<timestamp>/: Locust CSV and HTML per step (locust/), server logs (logs/),
 report.json, report.md and two PNG plots.
@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-modelserver-batching", action="store_true", help="model server without --enable_batching")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers at gateway-rest/-grpc's top step")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="Locust in distributed mode: one master and N worker processes"
+    )
     parser.add_argument("--start-timeout", type=duration, default=240.0, help="per server (default 240s)")
     args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error("--workers must be 0 (one Locust process) or more")
     repo = args.repo.resolve()
     if not (repo / "cnn").is_dir():
         parser.error(f"{repo}: no cnn model; train one (python -m training) or pass --repo / TENSORGATE_REPO")
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         modelserver_batching=not args.no_modelserver_batching,
         start_timeout=args.start_timeout,
         profile=args.profile,
+        workers=args.workers,
         cache=args.cache,
         log=lambda line: print(line, flush=True),
     )

@@ -4,8 +4,9 @@ Locust's own percentiles are rounded to whole milliseconds (to 10 ms above 100 m
 1 ms goal, and its CSV is written once a second, so a step's last second can be missing from it. Each
 process therefore also keeps the exact response times it saw (up to ``MAX_SAMPLES`` per name), its
 failures, and the wall-clock window of its requests; the runner's numbers come from these.
-In distributed mode workers send their counts to the master with each report; latency samples stay on
-the workers, so the master's file has counts only.
+In distributed mode each worker sends its counts, response times, failures and windows to the master
+with each report (``take_requests`` / ``merge_requests``), so the master's file is as exact as a
+single process's.
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ class Answers:
     def merge_counts(self, counts: dict[str, list[int]]) -> None:
         for name, (images, wrong) in counts.items():
             self.record(name, int(images), int(wrong))
+
+    def take_requests(self) -> dict[str, Any]:
+        """Response times, failures, errors and windows since the last call, then cleared (a worker's report)."""
+        with self._lock:
+            taken = {"samples": self.samples, "failures": self.failures, "window": self.window, "errors": self.errors}
+            self.samples, self.failures, self.window, self.errors = {}, {}, {}, {}
+        return taken
+
+    def merge_requests(self, taken: dict[str, Any]) -> None:
+        """A worker's ``take_requests`` into this (the master's) totals."""
+        with self._lock:
+            for name, values in (taken.get("samples") or {}).items():
+                samples = self.samples.setdefault(name, [])
+                samples.extend(values[: max(0, MAX_SAMPLES - len(samples))])
+            for name, count in (taken.get("failures") or {}).items():
+                self.failures[name] = self.failures.get(name, 0) + int(count)
+            for name, (start, end) in (taken.get("window") or {}).items():
+                window = self.window.setdefault(name, [start, end])
+                window[0], window[1] = min(window[0], start), max(window[1], end)
+            for name, found in (taken.get("errors") or {}).items():
+                errors = self.errors.setdefault(name, {})
+                for error, count in found.items():
+                    if error in errors or len(errors) < 20:
+                        errors[error] = errors.get(error, 0) + int(count)
 
     def summary(self) -> dict[str, Any]:
         with self._lock:

@@ -280,11 +280,13 @@ def _reset(**_: Any) -> None:
 @events.report_to_master.add_listener
 def _to_master(client_id: str, data: dict[str, Any]) -> None:
     data["tensorgate_answers"] = ANSWERS.take_counts()
+    data["tensorgate_requests"] = ANSWERS.take_requests()
 
 
 @events.worker_report.add_listener
 def _from_worker(client_id: str, data: dict[str, Any]) -> None:
     ANSWERS.merge_counts(data.get("tensorgate_answers", {}))
+    ANSWERS.merge_requests(data.get("tensorgate_requests", {}))
 
 
 @events.quitting.add_listener

@@ -30,11 +30,15 @@ def step_row(step: dict[str, Any], duration: float) -> str:
     cpu = ", ".join(f"{name} {percent(value):.0f}" for name, value in servers.items())
     rss = ", ".join(f"{name} {value:.0f}" for name, value in step.get("server_peak_rss_mib", {}).items())
     users = f"{step['users']}" + (f" @ {step['target_rps']:.0f} req/s offered" if step.get("target_rps") else "")
+    locust_cpu = _f(percent(step["locust_cpu_s"]), 0)
+    if step.get("locust_workers"):  # distributed: the master and each worker
+        parts = ", ".join(f"{name} {percent(value):.0f}" for name, value in step["locust_cpu_by_process"].items())
+        locust_cpu += f" ({parts})"
     cells = [
         users, _f(step["requests_per_s"]), _f(step["images_per_s"], 0), _f(step["p50_ms"], 2), _f(step["p95_ms"], 2),
         _f(step["p99_ms"], 2), _f(step["max_ms"], 1), f"{_f(locust.get('p50_ms'), 0)} / {_f(locust.get('p99_ms'), 0)}",
         f"{step['failures']}/{step['requests']}", _f(step.get("wrong_pct"), 2), cpu, rss,
-        _f(percent(step["locust_cpu_s"]), 0), _f(percent(step["other_cpu_s"]), 0),
+        locust_cpu, _f(percent(step["other_cpu_s"]), 0),
     ]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -70,7 +74,12 @@ def render(results: dict[str, Any]) -> str:
         f"{machine['load_average_start']}, at end {machine.get('load_average_end')}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()) + ".",
         f"Run: {settings['duration_s']:g} s per step, users {settings['users']}, model server batching "
-        f"{'on' if settings['modelserver_batching'] else 'off'}; Locust and every server share these cores.",
+        f"{'on' if settings['modelserver_batching'] else 'off'}; Locust and every server share these cores"
+        + (
+            f"; Locust distributed: 1 master + {settings['locust_workers']} workers (CPU per process in the tables)."
+            if settings.get("locust_workers")
+            else "; Locust in one process."
+        ),
         "",
         "Validity: " + ("quiet machine, full steps: the verdicts below stand." if not validity else
                         f"**{validity}: the numbers below are not evidence for or against the goals.**"),

@@ -40,6 +40,7 @@ class Settings:
     modelserver_batching: bool = True
     start_timeout: float = 240.0
     profile: bool = False
+    workers: int = 0  # 0: Locust in one process; N: one master and N worker processes
     cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "tensorgate" / "loadtest")
     log: Callable[[str], None] = print
 
@@ -113,31 +114,53 @@ def locust_step(
     target_rps: float = 0.0,
 ) -> dict[str, Any]:
     host = server.grpc if target.protocol == "grpc" else server.rest
-    args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users)]
-    args += ["-t", f"{settings.duration:g}s", "--host", host, "--csv", str(prefix), "--html", f"{prefix}.html"]
-    args += ["--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
-    args += ["--servable", target.servable, "--payload", target.payload, "--batch", str(target.batch)]
+    locust_args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
+    options = ["--servable", target.servable, "--payload", target.payload, "--batch", str(target.batch)]
     if target.server == "gateway":
-        args += ["--api-key", API_KEY]
+        options += ["--api-key", API_KEY]
     if target_rps:
-        args += ["--target-rps", f"{target_rps:.1f}"]
+        options += ["--target-rps", f"{target_rps:.1f}"]
+    args = [*locust_args, "--headless", "-u", str(users), "-r", str(users), "-t", f"{settings.duration:g}s"]
+    args += ["--host", host, "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary"]
+    args += ["--exit-code-on-error", "0", *options]
+    workers: dict[str, procs.Managed] = {}
+    if settings.workers:
+        port = procs.free_port()
+        args += ["--master", "--expect-workers", str(settings.workers), "--expect-workers-max-wait", "120"]
+        args += ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+        # the same options on each worker: its payloads are encoded at start, before the master's arrive
+        worker_args = [*locust_args, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+        worker_args += ["--host", host, "-u", str(users), *options, target.user_class]
+        for index in range(1, settings.workers + 1):
+            name = f"locust-worker-{index}"
+            workers[name] = procs.Managed(name, worker_args, prefix.with_name(f"{prefix.name}-worker-{index}.log"))
     locust = procs.Managed("locust", [*args, target.user_class], prefix.with_suffix(".log"))
-    with procs.Monitor({"locust": locust, **watched}) as monitor:
-        try:
-            locust.process.wait(settings.duration + 120)
-        except subprocess.TimeoutExpired:
-            locust.stop()
-            raise RuntimeError(f"Locust did not finish:\n{procs.tail(locust.log)}") from None
-    locust.stop()
+    try:
+        with procs.Monitor({"locust": locust, **workers, **watched}) as monitor:
+            try:
+                locust.process.wait(settings.duration + 120 + (120 if workers else 0))
+            except subprocess.TimeoutExpired:
+                locust.stop()
+                raise RuntimeError(f"Locust did not finish:\n{procs.tail(locust.log)}") from None
+    finally:
+        locust.stop()
+        for worker in workers.values():
+            worker.stop(grace=5.0)
     step = report.read_locust(prefix, target.batch)
     since = step.get("window_start") or 0.0  # the first request: Locust's own start is not counted
     cpu = monitor.cpu(since)
+    by_process = {
+        "master" if name == "locust" else name.removeprefix("locust-"): cpu.pop(name) for name in ["locust", *workers]
+    }
+    peak_rss = sum(monitor.peak_rss.pop(name) for name in ["locust", *workers])
     step.update(
         users=users,
         target_rps=target_rps or None,
         measured_s=monitor.seconds(since),
-        locust_cpu_s=cpu.pop("locust"),
-        locust_peak_rss_mib=monitor.peak_rss.pop("locust") / 2**20,
+        locust_cpu_s=sum(by_process.values()),
+        locust_cpu_by_process=by_process,
+        locust_workers=len(workers),
+        locust_peak_rss_mib=peak_rss / 2**20,
         server_cpu_s=cpu,
         server_peak_rss_mib={name: rss / 2**20 for name, rss in monitor.peak_rss.items()},
         system_busy_cpu_s=monitor.system_busy(since),
@@ -176,6 +199,7 @@ class Run:
                 "quick": settings.quick,
                 "modelserver_batching": settings.modelserver_batching,
                 "profile": settings.profile,
+                "locust_workers": settings.workers,
             },
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "targets": {},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shlex
+import subprocess
 import sys
 import time
 import traceback
@@ -56,12 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         "repo": str(args.repo),
         "command": shlex.join(["python", "-m", "loadtest.scaleout", *(argv if argv is not None else sys.argv[1:])]),
         "seconds": time.monotonic() - clock,
+        "commit": _commit(),
     }
     path = report.write(out, result, details, header)
     print(f"[scaleout] {'pass' if result.passed else 'FAIL'} in {header['seconds']:.0f} s; report: {path}", flush=True)
     for failure in result.failures:
         print(f"    - {failure}", flush=True)
     return 0 if result.passed else 1
+
+
+def _commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=procs.ROOT, capture_output=True, text=True)
+    except OSError:
+        return "?"
+    return done.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def write(out: Path, result: CheckResult, details: dict[str, Any], header: dict[
         f"# Scale-out report, {header['started']}",
         "",
         f"Mode: {'quick' if header['quick'] else 'full'}. Machine: {machine_line(header['machine'])}. "
-        f"Command: `{header['command']}`. Total {header['seconds']:.0f} s. **Result: {status}.**",
+        f"Command: `{header['command']}` at commit {header.get('commit', '?')}. Total {header['seconds']:.0f} s. "
+        f"**Result: {status}.**",
         "",
         f"What ran: {result.what}. {result.amount}. Model servers on 127.0.0.2 ... sharing one gRPC port behind "
         f"one name served by a DNS server on loopback; each gateway's upstream is `dns://<that server>/<name>:<port>` "

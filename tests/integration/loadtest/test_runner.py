@@ -100,6 +100,29 @@ def test_a_target_that_cannot_start_is_reported_and_the_run_goes_on(quick_repo: 
     assert "naive exited with status" in (only_run(out) / "report.md").read_text()
 
 
+def test_distributed_locust_reports_cpu_per_process(quick_repo: Path, tmp_path: Path) -> None:
+    """--workers 2: a master and two worker processes; the step's numbers are the workers' requests,
+    exact (merged on the master), and Locust's CPU is reported for each process."""
+    out = tmp_path / "results"
+    command = loadtest(out, quick_repo, "--quick", "--targets", "naive", "--workers", "2")
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = only_run(out)
+    results = report.load(run)
+    assert results["settings"]["locust_workers"] == 2
+    step = results["targets"]["naive"]["steps"][0]
+    assert step["locust_workers"] == 2 and step["requests"] > 0 and step["failures"] == 0
+    assert set(step["locust_cpu_by_process"]) == {"master", "worker-1", "worker-2"}
+    assert all(seconds > 0 for seconds in step["locust_cpu_by_process"].values()), step["locust_cpu_by_process"]
+    assert step["locust_cpu_s"] == pytest.approx(sum(step["locust_cpu_by_process"].values()))
+    assert step["p50_ms"] is not None and step["window_start"] is not None  # the workers' exact samples
+    assert step["requests"] >= step["locust"]["requests"] > 0  # Locust's CSV may miss the last second
+    for index in (1, 2):
+        assert (run / "locust" / f"naive-u{step['users']}-worker-{index}.log").is_file()
+    text = (run / "report.md").read_text()
+    assert "Locust distributed: 1 master + 2 workers" in text and "(master " in text and "worker-2 " in text
+
+
 def test_ctrl_c_stops_every_process_it_started(quick_repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     command = loadtest(out, quick_repo, "--targets", "handmade", "--users", "2", "--duration", "60s")

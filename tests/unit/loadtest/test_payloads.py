@@ -109,3 +109,23 @@ def test_answers_merge_worker_counts_and_keep_exact_latencies() -> None:
     requests = master.summary()["requests"]["grpc cnn x1"]
     assert requests["count"] == 4 and requests["failures"] == 1
     assert requests["p50"] == pytest.approx(2.5) and requests["max"] == 4.0
+
+
+def test_distributed_workers_send_their_latencies_to_the_master() -> None:
+    """Two workers' samples, failures, errors and windows merge into the master's exact statistics,
+    equal to what one process that saw every request would report."""
+    single, master = Answers(), Answers()
+    workers = [Answers(), Answers()]
+    for index, milliseconds in enumerate([1.0, 5.0, 2.0, 8.0, 3.0, 4.0]):
+        for answers in (single, workers[index % 2]):
+            answers.request("grpc cnn x1", milliseconds, failed=False)
+    for answers in (single, workers[1]):
+        answers.request("grpc cnn x1", 30.0, failed=True, error="UNAVAILABLE: gone")
+    for worker in workers:
+        master.merge_requests(worker.take_requests())
+        assert worker.take_requests() == {"samples": {}, "failures": {}, "window": {}, "errors": {}}
+    merged, alone = master.summary()["requests"]["grpc cnn x1"], single.summary()["requests"]["grpc cnn x1"]
+    for key in ("count", "failures", "p50", "p95", "p99", "max", "mean"):
+        assert merged[key] == pytest.approx(alone[key]), key
+    assert merged["window_start"] <= alone["window_start"] + 0.01 and merged["window_s"] >= 0
+    assert master.summary()["errors"] == {"grpc cnn x1": {"UNAVAILABLE: gone": 1}}
