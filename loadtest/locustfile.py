@@ -5,8 +5,10 @@
 
 ``RestUser`` posts pre-encoded Fashion-MNIST test images (``--payload instances``: TF Serving's JSON at
 ``/v1/models/<servable>:predict``; ``b64`` / ``multipart``: PNGs to the gateway's
-``/v1/classify/<servable>``). ``GrpcUser`` calls ``PredictionService/Predict`` with TF Serving's protos
-(no TensorFlow needed). Every answer is checked: status, shape, and the predicted class against the
+``/v1/classify/<servable>``; ``v2-json`` / ``v2-binary``: the Open Inference Protocol's JSON tensors or
+binary tensor data at ``/v2/models/<servable>/infer``). ``GrpcUser`` calls ``PredictionService/Predict``
+with TF Serving's protos (no TensorFlow needed), or with ``--payload v2-grpc`` the v2 protocol's
+``GRPCInferenceService/ModelInfer``. Every answer is checked: status, shape, and the predicted class against the
 image's label. A wrong class is not a failure: it is counted per request name and reported at the end
 (log line, ``<csv prefix>_answers.json``, ``/answers`` in the web UI), so accuracy on the wire is
 visible under load. Options (each also an environment variable, see ``--help``): ``--servable``,
@@ -40,7 +42,6 @@ from loadtest import payloads
 from loadtest.answers import ANSWERS
 
 grpc_gevent.init_gevent()  # grpc's blocking calls must yield to gevent, or one user blocks them all
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MAX_MESSAGE = 64 * 1024 * 1024
 log = logging.getLogger("tensorgate.loadtest")
 
@@ -53,8 +54,9 @@ def _options(parser: Any) -> None:
         "--payload",
         env_var="LOCUST_PAYLOAD",
         default="instances",
-        choices=["instances", "b64", "multipart"],
-        help="REST body: TF Serving instances JSON, base64 PNG JSON or multipart PNG",
+        choices=["instances", "b64", "multipart", "v2-json", "v2-binary", "grpc", "v2-grpc"],
+        help="REST body: TF Serving instances JSON, base64 PNG JSON, multipart PNG, v2 JSON or v2 binary tensors; "
+        "gRPC (GrpcUser): grpc (TF Serving Predict) or v2-grpc (ModelInfer)",
     )
     group.add_argument("--batch", env_var="LOCUST_BATCH", type=int, default=1, help="images per request")
     group.add_argument("--grpc-host", env_var="LOCUST_GRPC_HOST", default="", help="host:port for GrpcUser (--host)")
@@ -130,6 +132,7 @@ class RestUser(_Paced, FastHttpUser):
         self.path = payloads.path_for(self.kind, self.servable)
         key = self.option("api_key", "")
         self.auth = {"x-api-key": key} if key else {}
+        self.v2 = self.kind.startswith("v2-")
         self.name = f"{self.kind} {self.servable} x{self.batch}"
         pool = shared_payloads(self.kind, self.servable, self.batch, int(self.option("label_shift", 0)))
         self.cycle = rotated(pool)
@@ -137,7 +140,7 @@ class RestUser(_Paced, FastHttpUser):
     @task
     def predict(self) -> None:
         index, payload = next(self.cycle)
-        headers = {"Content-Type": payload.content_type, **self.auth}
+        headers = {"Content-Type": payload.content_type, **self.auth, **dict(payload.headers)}
         context: dict[str, Any] = {"payload": index}
         with self.client.post(
             self.path,
@@ -155,7 +158,11 @@ class RestUser(_Paced, FastHttpUser):
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return
             try:
-                classes = payloads.rest_class_ids(response.content or b"", self.batch)
+                if self.v2:
+                    length = (response.headers or {}).get("inference-header-content-length")
+                    classes = payloads.v2_class_ids(response.content or b"", length, self.batch)
+                else:
+                    classes = payloads.rest_class_ids(response.content or b"", self.batch)
             except payloads.AnswerError as error:
                 response.failure(str(error))
                 return
@@ -173,17 +180,21 @@ class GrpcUser(_Paced, User):
         self.servable = self.option("servable", "cnn")
         self.batch = int(self.option("batch", 1))
         self.timeout = float(self.option("timeout", 30))
-        self.name = f"grpc {self.servable} x{self.batch}"
+        kind = self.option("payload", "grpc")
+        self.kind = kind if kind in payloads.GRPC_KINDS else "grpc"
+        self.name = f"{self.kind} {self.servable} x{self.batch}"
         options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
         self.channel = grpc.insecure_channel(target.rstrip("/"), options=options)
         from serving import protos
 
+        response = protos.ModelInferResponse if self.kind == "v2-grpc" else protos.PredictResponse
+        self.classes = payloads.v2_grpc_class_ids if self.kind == "v2-grpc" else payloads.grpc_class_ids
         self.call = self.channel.unary_unary(
-            PREDICT, request_serializer=None, response_deserializer=protos.PredictResponse.FromString
+            payloads.GRPC_METHODS[self.kind], request_serializer=None, response_deserializer=response.FromString
         )
         key = self.option("api_key", "")
         self.metadata = (("x-api-key", key),) if key else None
-        pool = shared_payloads("grpc", self.servable, self.batch, int(self.option("label_shift", 0)))
+        pool = shared_payloads(self.kind, self.servable, self.batch, int(self.option("label_shift", 0)))
         self.cycle = rotated(pool)
 
     def on_stop(self) -> None:
@@ -199,8 +210,11 @@ class GrpcUser(_Paced, User):
         try:
             response = self.call(payload.body, timeout=self.timeout, metadata=self.metadata)
             length = response.ByteSize()
-            context["version"] = str(response.model_spec.version.value or "")
-            classes = payloads.grpc_class_ids(response, self.batch)
+            if self.kind == "v2-grpc":
+                context["version"] = response.model_version
+            else:
+                context["version"] = str(response.model_spec.version.value or "")
+            classes = self.classes(response, self.batch)
             context["classes"] = classes
             context["status"] = "OK"
         except grpc.RpcError as error:
@@ -266,10 +280,11 @@ def _init(environment: Environment, **_: Any) -> None:
     names = {user_class.__name__ for user_class in environment.user_classes}
     batch, shift = int(getattr(options, "batch", 1)), int(getattr(options, "label_shift", 0))
     servable = getattr(options, "servable", "cnn")
-    if "RestUser" in names:
-        shared_payloads(getattr(options, "payload", "instances"), servable, batch, shift)
+    kind = getattr(options, "payload", "instances")
+    if "RestUser" in names and kind not in payloads.GRPC_KINDS:
+        shared_payloads(kind, servable, batch, shift)
     if "GrpcUser" in names:
-        shared_payloads("grpc", servable, batch, shift)
+        shared_payloads(kind if kind in payloads.GRPC_KINDS else "grpc", servable, batch, shift)
 
 
 @events.test_start.add_listener

@@ -20,7 +20,13 @@ import orjson
 
 from training.data import load_split, locate
 
-KINDS = ("instances", "b64", "multipart", "grpc")
+KINDS = ("instances", "b64", "multipart", "grpc", "v2-json", "v2-binary", "v2-grpc")
+GRPC_KINDS = ("grpc", "v2-grpc")
+# gRPC method of each gRPC payload kind
+GRPC_METHODS = {
+    "grpc": "/tensorflow.serving.PredictionService/Predict",
+    "v2-grpc": "/inference.GRPCInferenceService/ModelInfer",
+}
 BOUNDARY = "tensorgate-loadtest-boundary"
 
 
@@ -30,11 +36,13 @@ class AnswerError(Exception):
 
 @dataclass(frozen=True)
 class Payload:
-    """One request body (or serialized PredictRequest for gRPC) and the labels of its images."""
+    """One request body (or serialized PredictRequest / ModelInferRequest for gRPC) and the labels of
+    its images; ``headers`` are extra HTTP headers the body needs (the v2 binary extension's length)."""
 
     body: bytes
     content_type: str
     labels: tuple[int, ...]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @lru_cache(maxsize=2)
@@ -58,11 +66,18 @@ def path_for(kind: str, servable: str) -> str:
         return f"/v1/models/{servable}:predict"
     if kind in ("b64", "multipart"):
         return f"/v1/classify/{servable}"
-    raise ValueError(f"payload kind {kind!r} has no REST path; choose one of: instances, b64, multipart")
+    if kind in ("v2-json", "v2-binary"):
+        return f"/v2/models/{servable}/infer"
+    raise ValueError(
+        f"payload kind {kind!r} has no REST path; choose one of: instances, b64, multipart, v2-json, v2-binary"
+    )
 
 
 def encode(kind: str, images: np.ndarray, servable: str = "cnn") -> tuple[bytes, str]:
     """The body and content type of one request carrying ``images`` (uint8 [batch, 28, 28])."""
+    if kind.startswith("v2-"):
+        body, content_type, _ = encode_v2(kind, images, servable)
+        return body, content_type
     if kind == "instances":
         rows = images.reshape(len(images), 28, 28, 1).tolist()
         return orjson.dumps({"instances": rows}), "application/json"
@@ -90,6 +105,28 @@ def encode(kind: str, images: np.ndarray, servable: str = "cnn") -> tuple[bytes,
     raise ValueError(f"unknown payload kind {kind!r}; choose one of: {', '.join(KINDS)}")
 
 
+def encode_v2(kind: str, images: np.ndarray, servable: str) -> tuple[bytes, str, tuple[tuple[str, str], ...]]:
+    """An Open Inference Protocol request: JSON tensors, binary tensor data, or a ModelInferRequest.
+    Every output is asked for (both, as TF Serving's JSON answers them); binary ones in binary."""
+    shape = [len(images), 28, 28, 1]
+    if kind == "v2-json":
+        tensor = {"name": "image", "datatype": "FP32", "shape": shape, "data": images.reshape(-1).tolist()}
+        return orjson.dumps({"inputs": [tensor]}), "application/json", ()
+    data = images.reshape(shape).astype("<f4").tobytes()
+    if kind == "v2-binary":
+        tensor = {"name": "image", "datatype": "FP32", "shape": shape, "parameters": {"binary_data_size": len(data)}}
+        header = orjson.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
+        return header + data, "application/octet-stream", (("Inference-Header-Content-Length", str(len(header))),)
+    if kind == "v2-grpc":
+        from serving import protos
+
+        request = protos.ModelInferRequest(model_name=servable)
+        request.inputs.add(name="image", datatype="FP32", shape=shape)
+        request.raw_input_contents.append(data)
+        return bytes(request.SerializeToString()), "application/grpc", ()
+    raise ValueError(f"unknown payload kind {kind!r}; choose one of: {', '.join(KINDS)}")
+
+
 def build(kind: str, servable: str, batch: int = 1, count: int = 64, label_shift: int = 0) -> list[Payload]:
     """``count`` distinct payloads of ``batch`` images each. ``label_shift`` deliberately mislabels
     (each expected label becomes (label + shift) mod 10), to check the wrong-answer counter."""
@@ -99,9 +136,13 @@ def build(kind: str, servable: str, batch: int = 1, count: int = 64, label_shift
     payloads = []
     for index in range(count):
         rows = [(index * batch + offset) % len(images) for offset in range(batch)]
-        body, content_type = encode(kind, images[rows], servable)
+        headers: tuple[tuple[str, str], ...] = ()
+        if kind.startswith("v2-"):
+            body, content_type, headers = encode_v2(kind, images[rows], servable)
+        else:
+            body, content_type = encode(kind, images[rows], servable)
         expected = tuple(int((labels[row] + label_shift) % 10) for row in rows)
-        payloads.append(Payload(body, content_type, expected))
+        payloads.append(Payload(body, content_type, expected, headers))
     return payloads
 
 
@@ -116,6 +157,50 @@ def rest_class_ids(body: bytes, batch: int) -> list[int]:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise AnswerError(f"not a prediction: {body[:200]!r}") from error
     check_shape(classes, probabilities, batch)
+    return classes
+
+
+def v2_class_ids(body: bytes, header_length: str | None, batch: int) -> list[int]:
+    """Predicted classes from a v2 REST answer (JSON data, or binary data after a JSON header of
+    ``header_length`` bytes); raises AnswerError on any other shape."""
+    try:
+        split = int(header_length) if header_length else len(body)
+        document = orjson.loads(body[:split])
+        outputs: dict[str, np.ndarray] = {}
+        offset = split
+        for output in document["outputs"]:
+            dtype = {"INT64": "<i8", "FP32": "<f4"}[output["datatype"]]
+            size = (output.get("parameters") or {}).get("binary_data_size")
+            if size is None:
+                values = np.asarray(output["data"], dtype=dtype)
+            else:
+                values = np.frombuffer(body[offset : offset + size], dtype=dtype)
+                offset += size
+            outputs[output["name"]] = values.reshape(output["shape"])
+        return _checked(outputs["class_id"], outputs["probabilities"], batch)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise AnswerError(f"not a v2 prediction: {body[:200]!r}") from error
+
+
+def v2_grpc_class_ids(response: Any, batch: int) -> list[int]:
+    """Predicted classes from a ModelInferResponse with raw_output_contents."""
+    try:
+        outputs = {
+            tensor.name: np.frombuffer(raw, dtype={"INT64": "<i8", "FP32": "<f4"}[tensor.datatype]).reshape(
+                tuple(tensor.shape)
+            )
+            for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True)
+        }
+        return _checked(outputs["class_id"], outputs["probabilities"], batch)
+    except (KeyError, ValueError) as error:
+        raise AnswerError(f"not a v2 prediction: outputs {[t.name for t in response.outputs]}") from error
+
+
+def _checked(class_id: np.ndarray, probabilities: np.ndarray, batch: int) -> list[int]:
+    if probabilities.shape != (batch, 10):
+        raise AnswerError(f"probabilities have shape {list(probabilities.shape)}, expected [{batch}, 10]")
+    classes = [int(value) for value in class_id.reshape(-1)]
+    check_shape(classes, None, batch)
     return classes
 
 

@@ -42,7 +42,7 @@ def draw(results: dict[str, Any], directory: Path) -> list[str]:
     names = list(measured)
     peaks = [max(s["requests_per_s"] for s in measured[name]) for name in names]
     groups = [results["targets"][name]["group"] for name in names]
-    palette = {"baseline": "tab:gray", "modelserver": "tab:blue", "gateway": "tab:green"}
+    palette = {"baseline": "tab:gray", "modelserver": "tab:blue", "gateway": "tab:green", "v2": "tab:purple"}
     colors = [palette.get(group, "tab:olive") for group in groups]
     left.barh(names, peaks, color=colors)
     for index, value in enumerate(peaks):

@@ -156,6 +156,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"gateway-rest {rate(gateway) or 0:.0f} req/s, naive {rate(naive) or 0:.1f} req/s (peaks)",
         )
     )
+    found += _v2_goals(results, rate)
     for name in ("gateway-rest", "gateway-grpc"):
         ratios = []
         for step in ok_steps(results, name):
@@ -216,6 +217,38 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     return found
+
+
+def _v2_goals(results: dict[str, Any], rate: Any) -> list[dict[str, Any]]:
+    """The Open Inference Protocol's goals: its binary REST and its gRPC front against TF Serving's."""
+    binary, rest, handmade = (rate(peak(results, n)) for n in ("gateway-v2-binary", "gateway-rest", "handmade"))
+    v2_grpc, grpc = (rate(peak(results, n)) for n in ("gateway-v2-grpc", "gateway-grpc"))
+    return [
+        _goal(
+            "v2_binary_vs_rest",
+            "gateway-v2-binary peak req/s >= 1.5x gateway-rest (TF Serving JSON)",
+            _ratio(binary, rest),
+            1.5,
+            False,
+            f"gateway-v2-binary {binary or 0:.0f} req/s, gateway-rest {rest or 0:.0f} req/s (peaks)",
+        ),
+        _goal(
+            "v2_binary_vs_handmade",
+            "gateway-v2-binary peak req/s >= 1.0x handmade",
+            _ratio(binary, handmade),
+            1.0,
+            False,
+            f"gateway-v2-binary {binary or 0:.0f} req/s, handmade {handmade or 0:.0f} req/s (peaks)",
+        ),
+        _goal(
+            "v2_grpc_vs_grpc",
+            "gateway-v2-grpc peak req/s >= 0.9x gateway-grpc",
+            _ratio(v2_grpc, grpc),
+            0.9,
+            False,
+            f"gateway-v2-grpc {v2_grpc or 0:.0f} req/s, gateway-grpc {grpc or 0:.0f} req/s (peaks)",
+        ),
+    ]
 
 
 def write(results: dict[str, Any], directory: Path) -> None:

@@ -72,36 +72,42 @@ def steps_for(target: Target, users: list[int]) -> list[int]:
 
 def probe(target: Target, server: Server) -> None:
     """One real request: the target must answer a correctly shaped prediction, else it is not measured."""
-    payload = payloads.build("grpc" if target.protocol == "grpc" else target.payload, target.servable, target.batch, 1)[
-        0
-    ]
+    kind = target.payload
+    if target.protocol == "grpc" and kind not in payloads.GRPC_KINDS:
+        kind = "grpc"
+    payload = payloads.build(kind, target.servable, target.batch, 1)[0]
     headers = {"x-api-key": API_KEY} if target.server == "gateway" else {}
     if target.protocol == "grpc":
         import grpc
 
         from serving import protos
 
+        v2 = kind == "v2-grpc"
         with grpc.insecure_channel(server.grpc) as channel:
             call = channel.unary_unary(
-                "/tensorflow.serving.PredictionService/Predict",
+                payloads.GRPC_METHODS[kind],
                 request_serializer=None,
-                response_deserializer=protos.PredictResponse.FromString,
+                response_deserializer=(protos.ModelInferResponse if v2 else protos.PredictResponse).FromString,
             )
             for _ in range(10):
                 answer = call(payload.body, timeout=30, metadata=tuple(headers.items()))
-            payloads.grpc_class_ids(answer, target.batch)
+            (payloads.v2_grpc_class_ids if v2 else payloads.grpc_class_ids)(answer, target.batch)
         return
-    path = payloads.path_for(target.payload, target.servable)
+    path = payloads.path_for(kind, target.servable)
     for _ in range(10):
         response = httpx.post(
             server.rest + path,
             content=payload.body,
-            headers={"Content-Type": payload.content_type, **headers},
+            headers={"Content-Type": payload.content_type, **headers, **dict(payload.headers)},
             timeout=30,
         )
         if response.status_code != 200:
             raise payloads.AnswerError(f"HTTP {response.status_code}: {response.text[:300]}")
-    payloads.rest_class_ids(response.content, target.batch)
+    if kind.startswith("v2-"):
+        length = response.headers.get("inference-header-content-length")
+        payloads.v2_class_ids(response.content, length, target.batch)
+    else:
+        payloads.rest_class_ids(response.content, target.batch)
 
 
 def locust_step(
@@ -222,7 +228,9 @@ class Run:
             "server": target.server,
             "protocol": target.protocol,
             "servable": target.servable,
-            "payload": "protobuf" if target.protocol == "grpc" else target.payload,
+            "payload": ("v2-grpc" if target.payload == "v2-grpc" else "protobuf")
+            if target.protocol == "grpc"
+            else target.payload,
             "batch": target.batch,
             "group": target.group,
         }

@@ -22,7 +22,7 @@ class Target:
     server: str  # naive | handmade | peer | modelserver | gateway
     protocol: str = "rest"  # rest | grpc
     servable: str = "cnn"
-    payload: str = "instances"  # instances | b64 | multipart (REST)
+    payload: str = "instances"  # instances | b64 | multipart | v2-json | v2-binary (REST); v2-grpc (gRPC)
     batch: int = 1
     max_users: int = 0  # 0: every step; batched targets stop at a few users (2 cores)
     group: str = "gateway"
@@ -43,6 +43,9 @@ TARGETS: dict[str, Target] = {
         Target("gateway-rest", "gateway"),
         Target("gateway-rest-png", "gateway", payload="multipart"),
         Target("gateway-grpc", "gateway", "grpc"),
+        Target("gateway-v2-rest", "gateway", payload="v2-json", group="v2"),
+        Target("gateway-v2-binary", "gateway", payload="v2-binary", group="v2"),
+        Target("gateway-v2-grpc", "gateway", "grpc", payload="v2-grpc", group="v2"),
         Target("gateway-rest-onnx", "gateway", servable="cnn_onnx", group="variant"),
         Target("gateway-rest-int8", "gateway", servable="cnn_int8", group="variant"),
         Target("gateway-rest-ensemble", "gateway", servable="ensemble", group="ensemble"),

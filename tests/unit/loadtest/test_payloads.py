@@ -129,3 +129,40 @@ def test_distributed_workers_send_their_latencies_to_the_master() -> None:
         assert merged[key] == pytest.approx(alone[key]), key
     assert merged["window_start"] <= alone["window_start"] + 0.01 and merged["window_s"] >= 0
     assert master.summary()["errors"] == {"grpc cnn x1": {"UNAVAILABLE: gone": 1}}
+
+
+def test_v2_payloads_decode_with_the_protocols_codecs() -> None:
+    from serving.v2 import grpc_codec, rest
+
+    images, labels = payloads.test_images()
+    for kind in ("v2-json", "v2-binary"):
+        payload = payloads.build(kind, "cnn", batch=2, count=1)[0]
+        length = dict(payload.headers).get("Inference-Header-Content-Length")
+        request = rest.decode_request(payload.body, length, "cnn", "")
+        np.testing.assert_array_equal(request.inputs["image"][:, :, :, 0], images[:2])
+        assert request.inputs["image"].dtype == np.float32 and request.outputs is None
+        assert request.binary_outputs is (kind == "v2-binary")
+        assert payload.labels == (int(labels[0]), int(labels[1]))
+        assert payloads.path_for(kind, "cnn") == "/v2/models/cnn/infer"
+    message = protos.ModelInferRequest.FromString(payloads.build("v2-grpc", "vote", batch=3, count=1)[0].body)
+    request = grpc_codec.decode_request(message)
+    assert request.model == "vote"
+    np.testing.assert_array_equal(request.inputs["image"][:, :, :, 0], images[:3])
+
+
+def test_v2_answers_are_checked_for_shape() -> None:
+    from serving.v2 import grpc_codec, rest
+
+    outputs = [("class_id", "INT64", np.array([7, 1])), ("probabilities", "FP32", np.full((2, 10), 0.1, np.float32))]
+    for binary in (False, True):
+        body, length = rest.encode_response("cnn", "1", "", [(*o, binary) for o in outputs])
+        assert payloads.v2_class_ids(body, None if length is None else str(length), 2) == [7, 1]
+        with pytest.raises(payloads.AnswerError, match=r"shape \[2, 10\], expected \[3, 10\]"):
+            payloads.v2_class_ids(body, None if length is None else str(length), 3)
+    with pytest.raises(payloads.AnswerError, match="not a v2 prediction"):
+        payloads.v2_class_ids(b'{"error": "unknown model"}', None, 1)
+    response = grpc_codec.encode_response("cnn", "1", "", outputs)
+    assert payloads.v2_grpc_class_ids(response, 2) == [7, 1]
+    del response.outputs[0]
+    with pytest.raises(payloads.AnswerError, match="not a v2 prediction"):
+        payloads.v2_grpc_class_ids(response, 2)
