@@ -33,16 +33,16 @@ STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "U
 AVAILABLE = 30
 
 
-def servables_from_config(path: Path) -> list[str]:
-    """Servable names in a model_config_list file; empty when there is no such file."""
+def platforms_from_config(path: Path) -> dict[str, str]:
+    """Servable name -> model_platform (tensorflow, tflite, onnx ...) in a model_config_list file."""
     if not path.is_file():
-        return []
+        return {}
     config = protos.ModelServerConfig()
     try:
         text_format.Parse(path.read_text(encoding="utf-8"), config)
     except text_format.ParseError as error:
         raise ConfigError(f"model_config_file: {path} is not a model_config_list: {error}") from None
-    return [model.name for model in config.model_config_list.config]
+    return {model.name: model.model_platform for model in config.model_config_list.config}
 
 
 def read_labels(repo: Path, servable: str, version: str) -> list[str] | None:
@@ -78,9 +78,13 @@ class Catalog:
         self._metrics = metrics
         self.repo = settings.repo if settings.repo is not None and settings.repo.is_dir() else None
         config_file = settings.model_config_file or (self.repo / "models.config" if self.repo else None)
-        names = dict(settings.servables) or {
-            name: settings.default_upstream for name in (servables_from_config(config_file) if config_file else [])
-        }
+        try:  # the platforms are what v2 model metadata reports
+            self.platforms = platforms_from_config(config_file) if config_file else {}
+        except ConfigError:
+            if not settings.servables:
+                raise
+            self.platforms = {}  # servables named in the config: the file only lends platform names
+        names = dict(settings.servables) or dict.fromkeys(self.platforms, settings.default_upstream)
         self.upstream_of: dict[str, str] = names
         self.states: dict[str, ServableState] = {name: ServableState() for name in names}
         self._labels: dict[tuple[str, str], list[str] | None] = {}

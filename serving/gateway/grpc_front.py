@@ -1,5 +1,6 @@
 """The gRPC front on 8001: TF Serving's PredictionService (Predict, GetModelMetadata) and ModelService
-(GetModelStatus), plus gRPC health checking and reflection.
+(GetModelStatus), the Open Inference Protocol's GRPCInferenceService (``grpc_v2``), plus gRPC health
+checking and reflection.
 
 Every method goes through ``_guarded``, the front's one interceptor: API key, request id (read from
 ``x-request-id`` metadata or made, sent back as trailing metadata and on to the upstream), deadline
@@ -25,23 +26,26 @@ from serving.errors import ServingError, Unimplemented
 from serving.gateway.auth import ApiKeys
 from serving.gateway.config import Settings
 from serving.gateway.context import CallContext, new_request_id
+from serving.gateway.grpc_v2 import PUBLIC, InferenceServicer
 from serving.gateway.service import Gateway
 from serving.gateway.upstream import channel_options
+from serving.gateway.v2 import V2
 from serving.predict import Predict
 
 log = logging.getLogger("tensorgate.gateway.grpc")
 
 Method = Callable[[Any, CallContext], Awaitable[Any]]
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-SERVICES = (protos.PREDICTION_SERVICE.name, protos.MODEL_SERVICE.name)
+SERVICES = (protos.PREDICTION_SERVICE.name, protos.MODEL_SERVICE.name, protos.INFERENCE_SERVICE.name)
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
-    """TF Serving's descriptors plus health's, so reflection can describe every service we serve."""
+    """TF Serving's and the v2 protocol's descriptors plus health's, so reflection can describe every
+    service we serve."""
     pool = descriptor_pool.DescriptorPool()
-    files = descriptor_pb2.FileDescriptorSet.FromString(protos.DESCRIPTOR_SET_PATH.read_bytes()).file
-    for file_proto in files:
-        pool.Add(file_proto)
+    for path in (protos.DESCRIPTOR_SET_PATH, protos.INFERENCE_SET_PATH):
+        for file_proto in descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file:
+            pool.Add(file_proto)
     health_file = descriptor_pb2.FileDescriptorProto()
     health_pb2.DESCRIPTOR.CopyToProto(health_file)
     pool.Add(health_file)
@@ -49,7 +53,7 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
 
 
 class GrpcFront:
-    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+    def __init__(self, gateway: Gateway, settings: Settings, v2: V2 | None = None) -> None:
         self._gateway = gateway
         self._settings = settings
         self._keys = ApiKeys(settings.api_keys, settings.api_key_header)
@@ -60,7 +64,8 @@ class GrpcFront:
         self.health = health_aio.HealthServicer()
         self.port = 0
         self._stopping: asyncio.Future[None] | None = None
-        prediction, model = SERVICES
+        prediction, model, inference = SERVICES
+        v2_methods = InferenceServicer(v2 or V2(gateway)).methods()
         self.server.add_generic_rpc_handlers(
             (
                 protos.PREDICTION_SERVICE.handler(
@@ -78,6 +83,18 @@ class GrpcFront:
                     self._with_unimplemented(
                         protos.MODEL_SERVICE,
                         {"GetModelStatus": self._guarded("status", f"/{model}/GetModelStatus", gateway.status)},
+                    )
+                ),
+                protos.INFERENCE_SERVICE.handler(
+                    self._with_unimplemented(
+                        protos.INFERENCE_SERVICE,
+                        {
+                            name: self._guarded(
+                                label, f"/{inference}/{name}", method, protocol="v2-grpc", public=name in PUBLIC
+                            )
+                            for name, (label, method) in v2_methods.items()
+                        },
+                        protocol="v2-grpc",
                     )
                 ),
             )
@@ -115,7 +132,9 @@ class GrpcFront:
         for service in ("", *SERVICES):
             await self.health.set(service, status)
 
-    def _with_unimplemented(self, service: protos.Service, handlers: dict[str, Handler]) -> dict[str, Handler]:
+    def _with_unimplemented(
+        self, service: protos.Service, handlers: dict[str, Handler], protocol: str = "grpc"
+    ) -> dict[str, Handler]:
         """Every other method of ``service`` answers UNIMPLEMENTED, after the same key check as the rest
         (so a caller without a key learns nothing, and gets UNAUTHENTICATED, from every method)."""
         for method in service.methods:
@@ -126,10 +145,11 @@ class GrpcFront:
                     raise Unimplemented(message)
 
                 route = f"/{service.name}/{method.name}"
-                handlers[method.name] = self._guarded(method.name.lower(), route, unimplemented)
+                handlers[method.name] = self._guarded(method.name.lower(), route, unimplemented, protocol)
         return handlers
 
-    def _guarded(self, name: str, route: str, method: Method) -> Handler:
+    def _guarded(self, name: str, route: str, method: Method, protocol: str = "grpc", public: bool = False) -> Handler:
+        """``protocol`` labels metrics and access lines; a ``public`` method needs no API key."""
         keys, request_key_header, request_s = self._keys, self._request_key, self._request_s
         access = self._gateway.access
 
@@ -146,14 +166,15 @@ class GrpcFront:
             failure: tuple[grpc.StatusCode, str] | None = None
             response = None
             try:
-                keys.check(metadata.get(keys.header), metadata.get("authorization"))
+                if not public:
+                    keys.check(metadata.get(keys.header), metadata.get("authorization"))
                 if isinstance(request, protos.Undecodable):  # bytes that are not the method's message
                     raise request.error
                 response = await method(request, call)
             except ServingError as error:
                 failure = (error.grpc_code, error.message)
             except asyncio.CancelledError:  # the caller went away (TF Serving's 499 case)
-                access.record("grpc", "POST", route, grpc.StatusCode.CANCELLED.name, call)
+                access.record(protocol, "POST", route, grpc.StatusCode.CANCELLED.name, call)
                 raise
             except Exception:
                 log.exception("unhandled error (request %s)", call.request_id)
@@ -164,7 +185,7 @@ class GrpcFront:
             if call.degraded:
                 trailing.append(("x-degraded", "true"))
             context.set_trailing_metadata(tuple(trailing))
-            access.record("grpc", "POST", route, failure[0].name if failure else "OK", call)
+            access.record(protocol, "POST", route, failure[0].name if failure else "OK", call)
             if failure is not None:
                 await context.abort(failure[0], failure[1])
             return response

@@ -12,22 +12,24 @@ from serving.gateway.api.errors import install_error_handlers
 from serving.gateway.api.front import GatewayApp, framework_routes
 from serving.gateway.api.middleware import GatewayMiddleware
 from serving.gateway.api.openapi import install as install_openapi
-from serving.gateway.api.routes import classify, ops, tfserving, ui
+from serving.gateway.api.routes import classify, ops, tfserving, ui, v2
 from serving.gateway.auth import ApiKeys
 from serving.gateway.config import Settings
 from serving.gateway.grpc_front import GrpcFront
 from serving.gateway.service import Gateway
+from serving.gateway.v2 import V2
 
 
 def create_app(settings: Settings) -> GatewayApp:
     """The ASGI app for ``settings`` (TF Serving's REST routes as plain ASGI, the rest through FastAPI, at
     ``.fastapi``). Raises ConfigError when the config's references do not resolve."""
     gateway = Gateway(settings)
+    v2_service = V2(gateway)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
-        front = GrpcFront(gateway, settings) if settings.grpc_port is not None else None
+        front = GrpcFront(gateway, settings, v2_service) if settings.grpc_port is not None else None
         if front is not None:
             await front.start()
         app.state.grpc_front = front
@@ -41,6 +43,7 @@ def create_app(settings: Settings) -> GatewayApp:
     # docs_url/redoc_url None: ui.install serves both with bundled assets (no CDN)
     app = FastAPI(title="tensorgate gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
+    app.state.v2 = v2_service
     app.state.grpc_front = None
     keys = ApiKeys(settings.api_keys, settings.api_key_header)
     app.state.api_keys = keys
@@ -48,6 +51,8 @@ def create_app(settings: Settings) -> GatewayApp:
     app.include_router(ops.router)
     ui.install(app)
     app.include_router(classify.router)
+    app.include_router(v2.router)
+    app.include_router(v2.keyed)
     install_openapi(app, keys, documented=tfserving.router.routes)  # served by GatewayApp, declared here
     app.add_middleware(
         GatewayMiddleware,

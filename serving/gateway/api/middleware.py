@@ -79,7 +79,9 @@ class GatewayMiddleware:
                 await self.app(scope, self._limited(timed), send_with_headers)
         finally:
             CURRENT.reset(token)
-            self._access.record("http", scope["method"], scope["path"], status, call)
+            path = scope["path"]
+            protocol = "v2-http" if path.startswith("/v2/") or path == "/v2" else "http"  # the metrics' label
+            self._access.record(protocol, scope["method"], path, status, call)
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0
