@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -184,7 +185,10 @@ def start_modelserver(config: Path, servables: list[str], logs: Path, batching: 
     return Server(managed, url, f"127.0.0.1:{grpc_port}")
 
 
-def start_gateway(repo: Path, upstream: str, servables: list[str], logs: Path, timeout: float) -> Server:
+def start_gateway(
+    repo: Path, upstream: str, servables: list[str], logs: Path, timeout: float, extra: dict[str, Any] | None = None
+) -> Server:
+    """The gateway in front of ``upstream`` with API keys on; ``extra`` adds or replaces config keys."""
     port, grpc_port = free_port(), free_port()
     config = {
         "host": "127.0.0.1",
@@ -198,6 +202,7 @@ def start_gateway(repo: Path, upstream: str, servables: list[str], logs: Path, t
     }
     if all(member in servables for member in ENSEMBLE_MEMBERS):
         config["ensembles"] = {"vote": {"members": list(ENSEMBLE_MEMBERS), "voting": "soft"}}
+    config.update(extra or {})
     path = logs / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
     managed = Managed("gateway", [sys.executable, "-m", "serving.gateway", "--config", str(path)], logs / "gateway.log")
