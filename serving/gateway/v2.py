@@ -20,7 +20,7 @@ from serving.errors import InvalidInput, NotFound
 from serving.gateway.catalog import AVAILABLE
 from serving.gateway.context import CallContext
 from serving.gateway.service import Gateway, check_name
-from serving.tensors import from_numpy, to_numpy
+from serving.predict import ModelSpec, Predict
 from serving.v2 import datatypes
 from serving.v2.infer import InferRequest
 from serving.v2.metadata import ENSEMBLE_PLATFORM, PLATFORMS, Signature, TensorSpec, check_request, pick, signatures_of
@@ -40,17 +40,25 @@ SERVER_VERSION = _server_version()
 Output = tuple[str, str, np.ndarray]  # name, datatype, array
 
 
-def version_spec(spec: Any, version: str) -> None:
-    """A v2 version string in a TF Serving ModelSpec: digits are a version, anything else a label."""
+def parse_version(version: str) -> tuple[int | None, str | None]:
+    """A v2 version string as TF Serving's (version, label): digits are a version, anything else a label."""
     if not version:
-        return
+        return None, None
     if version.isdigit() and version.isascii():
         number = int(version)
         if number >= 2**63:
             raise InvalidInput(f"version {version} is out of range (versions are int64)")
+        return number, None
+    return None, version
+
+
+def version_spec(spec: Any, version: str) -> None:
+    """Fill a ``tensorflow.serving.ModelSpec``'s version or label from a v2 version string."""
+    number, label = parse_version(version)
+    if number is not None:
         spec.version.value = number
-    else:
-        spec.version_label = version
+    elif label is not None:
+        spec.version_label = label
 
 
 class V2:
@@ -144,18 +152,10 @@ class V2:
 
     async def _predict(self, request: InferRequest, call: CallContext) -> tuple[dict[str, np.ndarray], str]:
         """The gateway's one prediction path, from arrays to arrays."""
-        predict = protos.PredictRequest()
-        spec = predict.model_spec
-        spec.name = request.model
-        version_spec(spec, request.version)
-        if request.signature:
-            spec.signature_name = request.signature
-        for name, array in request.inputs.items():
-            from_numpy(array, out=predict.inputs[name])
-        response = await self.gateway.predict(predict, call)
-        outputs = {name: to_numpy(tensor) for name, tensor in response.outputs.items()}
-        version = call.version or (str(response.model_spec.version.value) if response.model_spec.version.value else "")
-        return outputs, version
+        version, label = parse_version(request.version)
+        spec = ModelSpec(request.model, version, label, request.signature)
+        prediction = await self.gateway.predict(Predict(spec, request.inputs), call)
+        return prediction.outputs, call.version or prediction.version_text
 
 
 def _ensemble_signature(member: Signature, members: int) -> Signature:

@@ -141,6 +141,7 @@ def test_health_and_reflection_need_no_key(channel: grpc.Channel) -> None:
     assert names == [
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "inference.GRPCInferenceService",
         "tensorflow.serving.ModelService",
         "tensorflow.serving.PredictionService",
     ]

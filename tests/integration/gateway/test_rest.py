@@ -188,6 +188,10 @@ def test_health_ready_metrics_and_model_list(gateway: Gateway) -> None:
     forms = ["", "/labels/{label}", "/versions/{version}"]
     tf_serving = [f"/v1/models/{{name}}{form}{end}" for form in forms for end in ("", "/metadata", ":predict")]
     expected = ["/healthz", "/metrics", "/readyz", "/v1/classify/{name}", "/v1/models", "/v1/{path}", *tf_serving]
+    v2_models = [
+        f"/v2/models/{{name}}{form}{end}" for form in ("", "/versions/{version}") for end in ("", "/ready", "/infer")
+    ]
+    expected += ["/v2", "/v2/health/live", "/v2/health/ready", *v2_models]
     assert sorted(paths) == sorted(expected)
 
 
