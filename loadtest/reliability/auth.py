@@ -26,10 +26,20 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from loadtest.reliability.common import API_KEY, SERVABLE, CheckResult, Context, timed
 from serving import protos
 
-PUBLIC_REST = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+PUBLIC_REST = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+    "/v2/health/live",
+    "/v2/health/ready",
+)
 HEALTH = "grpc.health.v1.Health"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 PUBLIC_GRPC = (HEALTH, REFLECTION)
+PUBLIC_METHODS = ("inference.GRPCInferenceService/ServerLive", "inference.GRPCInferenceService/ServerReady")
 FILL = {"name": SERVABLE, "version": "1", "label": "stable", "path": f"models/{SERVABLE}"}
 WRONG = {"none": {}, "wrong key": {"x-api-key": "not-the-key"}, "wrong bearer": {"authorization": "Bearer nope"}}
 IMAGE = np.zeros((28, 28)).tolist()
@@ -40,6 +50,8 @@ def _body(path: str) -> dict[str, Any] | None:
         return {"image": IMAGE}
     if path.endswith(":predict"):
         return {"instances": [np.zeros((28, 28, 1)).tolist()]}
+    if path.endswith("/infer"):  # the Open Inference Protocol's JSON tensors
+        return {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 28, 28, 1], "data": [0.0] * 784}]}
     return None
 
 
@@ -91,14 +103,20 @@ def _reflected_services(channel: grpc.Channel) -> list[str]:
 
 def _request(method: Any) -> Any:
     message = method.request()
-    if "model_spec" in message.DESCRIPTOR.fields_by_name:
+    fields = message.DESCRIPTOR.fields_by_name
+    if "model_spec" in fields:
         message.model_spec.name = SERVABLE
+    for name in ("model_name", "name"):  # the v2 protocol's messages
+        if name in fields and fields[name].type == fields[name].TYPE_STRING:
+            setattr(message, name, SERVABLE)
     return message
 
 
 def _check_grpc(target: str, result: CheckResult, answers: Counter[str]) -> int:
     channel = grpc.insecure_channel(target)
-    services = {service.name: service for service in (protos.PREDICTION_SERVICE, protos.MODEL_SERVICE)}
+    services = {
+        service.name: service for service in (protos.PREDICTION_SERVICE, protos.MODEL_SERVICE, protos.INFERENCE_SERVICE)
+    }
     reflected = _reflected_services(channel)
     unknown = [name for name in reflected if name not in services and name not in PUBLIC_GRPC]
     result.expect(not unknown, f"gRPC services served but not checked: {unknown}")
@@ -111,12 +129,14 @@ def _check_grpc(target: str, result: CheckResult, answers: Counter[str]) -> int:
                 request_serializer=method.request.SerializeToString,
                 response_deserializer=method.response.FromString,
             )
+            public = f"{service.name}/{method.name}" in PUBLIC_METHODS
             for label, headers in WRONG.items():
                 code = _code(call, _request(method), headers)
                 answers[f"gRPC {label}: {code.name}"] += 1
+                expected = grpc.StatusCode.OK if public else grpc.StatusCode.UNAUTHENTICATED
                 result.expect(
-                    code == grpc.StatusCode.UNAUTHENTICATED,
-                    f"{service.name}/{method.name} ({label}): {code.name}, expected UNAUTHENTICATED",
+                    code == expected,
+                    f"{service.name}/{method.name} ({label}): {code.name}, expected {expected.name}",
                 )
             code = _code(call, _request(method), {"x-api-key": API_KEY})
             answers[f"gRPC valid key: {code.name}"] += 1

@@ -6,7 +6,8 @@ the decoders and the model instead of a 404), and negative cases (schema-invalid
 checked by schemathesis (documented status, content type and body schema; negative data rejected) and
 for any 5xx that the operation does not document as its answer (a documented 501 is an answer, not a
 crash). At the end the gateway must still be alive, ``/healthz`` 200, and a real predict must answer.
-Then ``tests/unit/test_decoder_properties.py`` runs in a subprocess with a fixed example count.
+Then ``tests/unit/test_decoder_properties.py`` and ``tests/unit/v2/test_v2_properties.py`` run in a subprocess
+with a fixed example count.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def _still_serving(url: str, result: CheckResult) -> None:
 def _property_tests(examples: int, result: CheckResult, log: Path) -> dict[str, Any]:
     """Run the decoder property tests in a subprocess; the whole pytest output goes to ``log`` (a failure
     message keeps the falsifying example and the error, which hypothesis prints once per failure)."""
-    test_file = ROOT / "tests" / "unit" / "test_decoder_properties.py"
+    unit = ROOT / "tests" / "unit"
+    test_files = [unit / "test_decoder_properties.py", unit / "v2" / "test_v2_properties.py"]
     env = {**os.environ, "DECODER_EXAMPLES": str(examples)}
     started = time.monotonic()
     run = subprocess.run(
@@ -134,7 +136,7 @@ def _property_tests(examples: int, result: CheckResult, log: Path) -> dict[str, 
             sys.executable,
             "-m",
             "pytest",
-            str(test_file),
+            *(str(path) for path in test_files),
             "-q",
             "-p",
             "no:cacheprovider",
