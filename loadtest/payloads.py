@@ -109,12 +109,13 @@ def encode_v2(kind: str, images: np.ndarray, servable: str) -> tuple[bytes, str,
     """An Open Inference Protocol request: JSON tensors, binary tensor data, or a ModelInferRequest.
     Every output is asked for (both, as TF Serving's JSON answers them); binary ones in binary."""
     shape = [len(images), 28, 28, 1]
+    tensor: dict[str, Any] = {"name": "image", "datatype": "FP32", "shape": shape}
     if kind == "v2-json":
-        tensor = {"name": "image", "datatype": "FP32", "shape": shape, "data": images.reshape(-1).tolist()}
+        tensor["data"] = images.reshape(-1).tolist()
         return orjson.dumps({"inputs": [tensor]}), "application/json", ()
     data = images.reshape(shape).astype("<f4").tobytes()
     if kind == "v2-binary":
-        tensor = {"name": "image", "datatype": "FP32", "shape": shape, "parameters": {"binary_data_size": len(data)}}
+        tensor["parameters"] = {"binary_data_size": len(data)}
         header = orjson.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
         return header + data, "application/octet-stream", (("Inference-Header-Content-Length", str(len(header))),)
     if kind == "v2-grpc":

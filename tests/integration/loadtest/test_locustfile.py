@@ -45,7 +45,7 @@ def headless(tmp_path: Path, host: str, user: str, *options: str, seconds: int =
     return report.read_locust(prefix, 1)
 
 
-@pytest.mark.parametrize("payload", ["instances", "b64", "multipart"])
+@pytest.mark.parametrize("payload", ["instances", "b64", "multipart", "v2-json", "v2-binary"])
 def test_rest_user_records_requests_without_failures(
     stack: dict[str, targets.Server], tmp_path: Path, payload: str
 ) -> None:
@@ -64,6 +64,14 @@ def test_grpc_user_fires_request_events(stack: dict[str, targets.Server], tmp_pa
     assert step["requests"] > 5 and step["failures"] == 0
     stats = (tmp_path / "GrpcUser_stats.csv").read_text()
     assert "grpc,grpc cnn x1," in stats
+    assert step["wrong_pct"] < 60
+
+
+def test_grpc_user_with_the_v2_protocol(stack: dict[str, targets.Server], tmp_path: Path) -> None:
+    step = headless(tmp_path, stack["gateway"].grpc, "GrpcUser", "--payload", "v2-grpc", "--batch", "2")
+    assert step["requests"] > 5 and step["failures"] == 0
+    assert step["images_checked"] == 2 * step["requests"]
+    assert "grpc,v2-grpc cnn x2," in (tmp_path / "GrpcUser_stats.csv").read_text()
     assert step["wrong_pct"] < 60
 
 
