@@ -4,13 +4,14 @@ messages are TF Serving's (predict_util.cc, classifier.cc, regressor.cc, multi_i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from serving import protos
-from serving.errors import FailedPrecondition, InvalidInput
+from serving.errors import FailedPrecondition, Internal, InvalidInput
 from serving.modelserver.runtimes.base import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -18,8 +19,9 @@ from serving.modelserver.runtimes.base import (
     REGRESS_METHOD,
     Model,
     Signature,
+    TensorSpec,
 )
-from serving.tensors import DT_STRING, dtype_name
+from serving.tensors import DT_STRING, dtype_name, tf_dtype
 
 
 def signature_for(model: Model, name: str) -> tuple[str, Signature]:
@@ -61,31 +63,108 @@ def check_predict_inputs(signature: Signature, inputs: Mapping[str, np.ndarray])
             raise InvalidInput(f"Missing input with key {alias} and no default value in signature")
 
 
-def check_shapes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
-    """Runtimes other than TensorFlow get their inputs checked against the signature's shapes first
-    (TensorFlow checks them itself, and TF Serving leaves that to it). A fully static signature (an old
-    TFLite export such as half_plus_two's [1,1]) is resized to any input, as TF Serving's TFLite
-    session does; one with a dynamic dimension is held to its shape."""
-    for alias, array in inputs.items():
-        spec = signature.inputs[alias]
-        if spec.shape is None or -1 not in spec.shape:
-            continue
-        fits = array.ndim == len(spec.shape) and all(e in (-1, a) for e, a in zip(spec.shape, array.shape, strict=True))
-        if not fits:
+@dataclass(frozen=True)
+class Conformed:
+    """A request's inputs as the runtime will see them. ``flat_rows`` is set when a flat list of numbers
+    was sent for ``[batch, 1]`` inputs (TF Serving's REST examples do this): the runtime gets
+    ``[rows, 1]`` and outputs of shape ``[rows, 1]`` go back flat, as TF Serving would answer."""
+
+    inputs: dict[str, np.ndarray]
+    flat_rows: int | None = None
+
+    def restore(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = self.flat_rows
+        if rows is None:
+            return outputs
+        return {
+            alias: value.reshape(rows) if value.ndim == 2 and value.shape == (rows, 1) else value
+            for alias, value in outputs.items()
+        }
+
+
+def conform_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> Conformed:
+    """Every input checked against the signature before any runtime sees it, whatever the runtime:
+    dtype, rank, every known dimension but the batch, and no zero-size tensor. TF Serving leaves shapes
+    to TensorFlow, but TensorFlow's oneDNN kernels (on by default on Intel CPUs) abort the whole process
+    on a wrong rank, and TFLite's XNNPACK delegate breaks its interpreter on an empty batch: nothing that
+    contradicts the signature may reach a runtime. The leading (batch) dimension may differ from a fixed
+    size in the signature, as in TF Serving: exports often fix it (half_plus_two's TF2 export says [1],
+    its TFLite one [1,1]) while the model runs any batch; TensorFlow and onnxruntime check it themselves
+    and TF Serving's TFLite session resizes it."""
+    conformed: dict[str, np.ndarray] = {}
+    flat_rows: int | None = None
+    for position, (alias, spec) in enumerate(signature.inputs.items()):
+        array = inputs.get(alias)
+        if array is None:
+            continue  # a signature default, checked by check_predict_inputs
+        _check_dtype(spec, array, position)
+        expected = spec.shape
+        if expected is not None:
+            if expected:
+                expected = (-1, *expected[1:])
+            if array.ndim == 1 and len(expected) >= 2 and all(size == 1 for size in expected[1:]):
+                array = array.reshape(array.shape[0], *expected[1:])
+                flat_rows = array.shape[0]
+            fits = array.ndim == len(expected) and all(e in (-1, a) for e, a in zip(expected, array.shape, strict=True))
+            if not fits:
+                raise InvalidInput(
+                    f"Input {alias} has shape {_dims(inputs[alias].shape)} but the signature expects "
+                    f"{_dims(spec.shape or ())}"
+                )
+        if array.ndim and 0 in array.shape:
             raise InvalidInput(
-                f"Input {alias} has shape [{','.join(map(str, array.shape))}] but the signature expects "
-                f"[{','.join(map(str, spec.shape))}]"
+                f"Input {alias} has shape {_dims(array.shape)}: an empty batch or a zero-size dimension cannot be "
+                "run by the model; send at least one row"
             )
+        conformed[alias] = array
+    return Conformed(conformed, flat_rows)
 
 
-def fits_shapes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> bool:
-    for alias, array in inputs.items():
-        shape = signature.inputs[alias].shape
-        if shape is None:
-            continue
-        if array.ndim != len(shape) or any(e not in (-1, a) for e, a in zip(shape, array.shape, strict=True)):
-            return False
-    return True
+# Rows one runtime call takes at most when batching is off (TF Serving's default max_batch_size). A larger
+# request to a batchable signature runs in slices of this many rows, so that its activations (about
+# 100 KB a row for the cnn) cannot take the process's memory; batching bounds rows with max_batch_size.
+MAX_ROWS_PER_CALL = 1000
+
+Predict = Callable[[Signature, Mapping[str, np.ndarray], Sequence[str]], dict[str, np.ndarray]]
+
+
+def predict_in_slices(
+    predict: Predict,
+    signature: Signature,
+    inputs: Mapping[str, np.ndarray],
+    aliases: Sequence[str],
+    limit: int = MAX_ROWS_PER_CALL,
+) -> dict[str, np.ndarray]:
+    rows = {array.shape[0] for array in inputs.values() if array.ndim}
+    if not signature.batchable or len(rows) != 1 or len(inputs) != len(signature.inputs) or max(rows) <= limit:
+        return predict(signature, inputs, aliases)
+    total = rows.pop()
+    parts = []
+    for start in range(0, total, limit):
+        part = predict(signature, {alias: array[start : start + limit] for alias, array in inputs.items()}, aliases)
+        expected = min(limit, total - start)
+        if any(value.ndim == 0 or value.shape[0] != expected for value in part.values()):
+            raise Internal("Output tensor's 0th dimension does not match the rows of the input slice")
+        parts.append(part)
+    return {alias: np.concatenate([part[alias] for part in parts]) for alias in aliases}
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return f"[{','.join(map(str, shape))}]"
+
+
+def _check_dtype(spec: TensorSpec, array: np.ndarray, position: int) -> None:
+    """TensorFlow's own words for a wrong dtype (what TF Serving answers, from the session's check)."""
+    actual = DT_STRING if array.dtype.kind in "OSU" else tf_dtype(array.dtype)
+    if actual != spec.dtype:
+        raise InvalidInput(
+            f"Expects arg[{position}] to be {_short_dtype(spec.dtype)} but {_short_dtype(actual)} is provided"
+        )
+
+
+def _short_dtype(number: int) -> str:
+    name = dtype_name(number)
+    return name[3:].lower() if name.startswith("DT_") else name
 
 
 def output_aliases(signature: Signature, output_filter: Sequence[str]) -> list[str]:

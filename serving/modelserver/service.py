@@ -125,27 +125,24 @@ class ModelServer:
         inputs: Mapping[str, np.ndarray],
         aliases: Sequence[str],
     ) -> dict[str, np.ndarray]:
-        """Checked inputs -> outputs on one held version, batched when batching is on."""
+        """Checked inputs -> outputs on one held version, batched when batching is on. Every runtime
+        call of every request kind goes through ``inference.conform_inputs`` first."""
         inference.check_predict_inputs(signature, inputs)
-        if entry.platform != "tensorflow":
-            inference.check_shapes(signature, inputs)
-        # Only requests that fit the signature's shapes join a batch; TensorFlow answers any other
-        # alone, as TF Serving would, with an error naming the request's own shape.
-        batched = (
-            self.batching is not None
-            and signature.batchable
-            and batch_key(inputs) is not None
-            and inference.fits_shapes(signature, inputs)
-        )
+        conformed = inference.conform_inputs(signature, inputs)
+        checked = conformed.inputs
+        batched = self.batching is not None and signature.batchable and batch_key(checked) is not None
         model = entry.runtime
         started = time.perf_counter()
         try:
             if batched:
                 batcher = self._batcher(entry, signature)
-                outputs = await batcher.submit(dict(inputs))
-                return {alias: outputs[alias] for alias in aliases}
+                outputs = await batcher.submit(checked)
+                return conformed.restore({alias: outputs[alias] for alias in aliases})
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, model.predict, signature, inputs, aliases)
+            outputs = await loop.run_in_executor(
+                self.executor, inference.predict_in_slices, model.predict, signature, checked, aliases
+            )
+            return conformed.restore(outputs)
         finally:
             self.metrics.runtime_latency.observe(
                 (time.perf_counter() - started) * 1e6, entry.model_name, "Predict", model.platform
@@ -225,7 +222,8 @@ class ModelServer:
     def _classify_into(self, entry: ServableVersion, signature: Signature, request_input: Any, result: Any) -> None:
         input_alias, output_names = inference.classification_plan(signature)
         examples = inference.serialized_examples(request_input)
-        outputs = entry.runtime.predict(signature, {input_alias: examples}, output_names)
+        checked = inference.conform_inputs(signature, {input_alias: examples}).inputs
+        outputs = entry.runtime.predict(signature, checked, output_names)
         inference.classification_result(outputs, len(examples), result)
 
     def _regress_sync(self, entry: ServableVersion, request: Any) -> Any:
@@ -238,7 +236,8 @@ class ModelServer:
     def _regress_into(self, entry: ServableVersion, signature: Signature, request_input: Any, result: Any) -> None:
         input_alias, output_name = inference.regression_plan(signature)
         examples = inference.serialized_examples(request_input)
-        outputs = entry.runtime.predict(signature, {input_alias: examples}, [output_name])
+        checked = inference.conform_inputs(signature, {input_alias: examples}).inputs
+        outputs = entry.runtime.predict(signature, checked, [output_name])
         inference.regression_result(outputs[output_name], len(examples), result)
 
     def _multi_inference_sync(self, entry: ServableVersion, request: Any) -> Any:
@@ -350,8 +349,9 @@ class ModelServer:
             _, signature = inference.signature_for(entry.runtime, request.model_spec.signature_name)
             inputs = {alias: to_numpy(tensor) for alias, tensor in request.inputs.items()}
             inference.check_predict_inputs(signature, inputs)
+            checked = inference.conform_inputs(signature, inputs).inputs
             aliases = inference.output_aliases(signature, list(request.output_filter))
-            entry.runtime.predict(signature, inputs, aliases)
+            entry.runtime.predict(signature, checked, aliases)
         elif kind == "classify_log":
             request = log_entry.classify_log.request
             _, signature = inference.signature_for(entry.runtime, request.model_spec.signature_name)

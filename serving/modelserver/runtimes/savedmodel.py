@@ -36,7 +36,9 @@ def _tensorflow() -> Any:
 
 
 def _shape(info: Any) -> tuple[int, ...] | None:
-    if info.tensor_shape.unknown_rank:
+    """None for an unknown rank; a TensorInfo without a shape at all (TF1 exports such as TF Serving's
+    half_plus_three) says nothing about it either, not that the tensor is a scalar."""
+    if info.tensor_shape.unknown_rank or not info.HasField("tensor_shape"):
         return None
     return tuple(int(d.size) for d in info.tensor_shape.dim)
 

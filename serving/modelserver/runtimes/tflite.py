@@ -8,6 +8,8 @@ tensor names, as TF Serving's TFLite session builds it.
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import queue
 import struct
 from collections.abc import Mapping, Sequence
@@ -33,6 +35,8 @@ from serving.modelserver.runtimes.base import (
 )
 from serving.modelserver.runtimes.savedmodel import signature_from_proto
 from serving.tensors import DT_STRING, tf_dtype
+
+log = logging.getLogger("serving.modelserver")
 
 
 def _spec(alias: str, detail: Mapping[str, Any]) -> TensorSpec:
@@ -61,6 +65,7 @@ class TFLiteModel(Model):
             slots = [_Slot(model_file, options.tflite_threads) for _ in range(size)]
         except (ValueError, RuntimeError) as error:
             raise LoadError(f"Failed to load TFLite model {model_file}: {error}") from error
+        self._model_file, self._threads = model_file, options.tflite_threads
         self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in slots:
             self._pool.put(slot)
@@ -110,8 +115,23 @@ class TFLiteModel(Model):
                     raise InvalidInput(str(error)) from None
                 return {alias: np.array(results[alias]) for alias in output_aliases}
             return self._run_plain(slot.interpreter, signature, arrays, output_aliases)
+        except Exception:
+            slot = self._replace(slot)
+            raise
         finally:
             self._pool.put(slot)
+
+    def _replace(self, broken: _Slot) -> _Slot:
+        """A failed call can leave an interpreter unusable: after XNNPACK fails to prepare (an empty
+        batch did it), the next call on that interpreter, or its destruction, aborts the process. So it
+        is never used again and never destroyed (``_quarantine``); a fresh one takes its place."""
+        try:
+            fresh = _Slot(self._model_file, self._threads)
+        except (ValueError, RuntimeError) as error:  # loaded before, so unlikely; keep serving with the old one
+            log.error("could not re-create a TFLite interpreter for %s: %s", self._model_file, error)
+            return broken
+        _quarantine(broken.interpreter, self._model_file)
+        return fresh
 
     def _run_plain(
         self, interpreter: Any, signature: Signature, arrays: Mapping[str, np.ndarray], aliases: Sequence[str]
@@ -134,6 +154,25 @@ class TFLiteModel(Model):
             alias: np.array(interpreter.get_tensor(self._indices["outputs"][signature.outputs[alias].tensor_name]))
             for alias in aliases
         }
+
+
+_QUARANTINED = [0]
+
+
+def _quarantine(interpreter: Any, model_file: Path) -> None:
+    """Keep the native interpreter alive until the process ends, even through interpreter shutdown
+    (CPython never frees an object whose reference count stays above zero). Costs one interpreter's
+    memory per failed call that reached the runtime; the model server's input checks stop every such
+    failure known before it gets here."""
+    native = getattr(interpreter, "_interpreter", None)
+    if native is not None:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(native))
+    _QUARANTINED[0] += 1
+    log.warning(
+        "a TFLite interpreter of %s failed and was replaced by a fresh one (%d set aside in this process)",
+        model_file,
+        _QUARANTINED[0],
+    )
 
 
 def _stored_signature_defs(model: bytes) -> dict[str, Any]:

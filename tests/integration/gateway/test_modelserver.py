@@ -47,7 +47,10 @@ class ModelServer(Proc):
             f"--model_config_file={config}",
             *extra_flags,
         ]
-        super().__init__(args, tmp / f"modelserver-{self.rest_port}.out", {"CUDA_VISIBLE_DEVICES": ""})
+        # oneDNN on, as TensorFlow sets it by default on Intel CPUs: the path where a wrong-rank input once
+        # aborted the model server (tested on AMD machines too, where TensorFlow leaves it off)
+        env = {"CUDA_VISIBLE_DEVICES": "", "TF_ENABLE_ONEDNN_OPTS": "1"}
+        super().__init__(args, tmp / f"modelserver-{self.rest_port}.out", env)
         self.rest = f"http://127.0.0.1:{self.rest_port}"
         self.wait()
 
@@ -114,6 +117,28 @@ def test_rest_predict_answers_are_the_model_servers_byte_for_byte(
     through = gateway.client.post(path, content=content)
     assert direct.status_code == status, direct.text
     assert (through.status_code, through.content) == (direct.status_code, direct.content)
+
+
+def test_wrong_rank_request_is_400_and_the_next_good_one_200_direct_and_through_the_gateway(
+    servers: tuple[ModelServer, Gateway],
+) -> None:
+    """The request that once killed the model server (oneDNN's fatal CHECK on a 2-D input to a conv)."""
+    model_server, gateway = servers
+    error = {"error": "Input image has shape [1,2] but the signature expects [-1,28,28,1]"}
+    good = orjson.dumps({"instances": _images(1)})
+    for base in (model_server.rest, gateway.url):
+        for _ in range(2):
+            bad = httpx.post(f"{base}/v1/models/cnn:predict", content=b'{"instances": [[1.0, 2.0]]}', timeout=30)
+            assert (bad.status_code, bad.json()) == (400, error)
+            assert httpx.post(f"{base}/v1/models/cnn:predict", content=good, timeout=30).status_code == 200
+    request = protos.PredictRequest()
+    request.model_spec.name = "cnn"
+    from_numpy(np.asarray([[1.0, 2.0]], np.float32), out=request.inputs["image"])
+    for port in (model_server.grpc_port, gateway.grpc_port):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError) as caught:
+            protos.PREDICTION_SERVICE.stub(channel).Predict(request, timeout=30)
+        assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, error["error"])
+    assert model_server.process is not None and model_server.process.poll() is None
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,7 +53,9 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(args: list[str], log_dir: Path, timeout: float = 120.0) -> RunningServer:
+def start_server(
+    args: list[str], log_dir: Path, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> RunningServer:
     grpc_port, rest_port = free_port(), free_port()
     log_path = log_dir / f"modelserver-{rest_port}.log"
     command = [
@@ -63,9 +66,9 @@ def start_server(args: list[str], log_dir: Path, timeout: float = 120.0) -> Runn
         f"--rest_api_port={rest_port}",
         *args,
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=environment)
     server = RunningServer(process, grpc_port, rest_port, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,8 +95,8 @@ def launch(server_logs: Path) -> Iterator[object]:
     """A function starting servers for one test module; all are stopped when the module ends."""
     started: list[RunningServer] = []
 
-    def _launch(args: list[str]) -> RunningServer:
-        server = start_server(args, server_logs)
+    def _launch(args: list[str], env: dict[str, str] | None = None) -> RunningServer:
+        server = start_server(args, server_logs, env=env)
         started.append(server)
         return server
 
@@ -114,3 +117,22 @@ def contract_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def cnn_variants(quick_repo_cached: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick cnn and its exported variants (cnn_dynamic, cnn_fp16, cnn_int8, cnn_onnx) with export's
+    modelserver.config: every runtime the model server has on a CPU, on a real trained model."""
+    repo = tmp_path_factory.mktemp("cnn-variants") / "models"
+    shutil.copytree(quick_repo_cached / "cnn", repo / "cnn")
+    measure = ["--test-size", "100", "--calibration-size", "100", "--latency-runs", "2", "--throughput-runs", "1"]
+    formats = ["--formats", "dynamic", "fp16", "int8", "onnx"]
+    subprocess.run(
+        [sys.executable, "-m", "export", "--repo", str(repo), "--models", "cnn", *formats, *measure],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=900,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    return repo

@@ -200,8 +200,11 @@ def metric_sums(http, model: str) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("model", "body", "status", "error_part"),
     [
-        ("cnn", {"instances": [[[0.0] * 28] * 28]}, 400, "convolution input must be 4-dimensional: [1,28,28]"),
+        ("cnn", {"instances": [[1.0, 2.0]]}, 400, "Input image has shape [1,2] but the signature expects [-1,28,28,1]"),
+        ("cnn", {"instances": [[[0.0] * 28] * 28]}, 400, "Input image has shape [1,28,28] but the signature expects"),
         ("cnn_dynamic", {"instances": [[[0.0] * 28] * 28]}, 400, "Input image has shape [1,28,28]"),
+        ("cnn_dynamic", {"instances": [[1.0, 2.0]]}, 400, "Input image has shape [1,2]"),
+        ("cnn_onnx", {"instances": [[1.0, 2.0]]}, 400, "Input image has shape [1,2]"),
         ("cnn_onnx", {"inputs": [[[[0.0]] * 28] * 27]}, 400, "Input image has shape [1,27,28,1]"),
         ("cnn", {"inputs": {"pixels": [1.0]}}, 400, "Missing named input: image in 'inputs' object."),
         ("cnn", {"instances": [[[["x"]] * 28] * 28]}, 400, "is not of expected type: float"),
