@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import tracing
 from serving.errors import DeadlineExceeded, InvalidInput
 from serving.gateway.context import CallContext
 from serving.predict import Predict, Prediction
@@ -31,6 +32,7 @@ _Item = tuple[Predict, CallContext, "asyncio.Future[Prediction]"]
 class _Waiting:
     rows: int = 0
     items: list[_Item] = field(default_factory=list)
+    traces: list[Any] = field(default_factory=list)  # each item's trace context, when tracing is on
 
 
 def batch_key(servable: str, request: Predict) -> tuple[Key, int] | None:
@@ -74,15 +76,18 @@ class Coalescer:
         waiting = self._waiting.setdefault(key, _Waiting())
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)  # a waiter that timed out leaves no "never retrieved" noise
-        waiting.items.append((request, call, future))
-        waiting.rows += rows
-        if waiting.rows >= self._max_rows:
-            self._launch(key, self._waiting.pop(key), send, chained=False)
-        try:
-            async with asyncio.timeout(max(call.remaining(), 0.0)):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            raise DeadlineExceeded("Deadline exceeded") from None
+        with tracing.span("coalesce wait", {"tensorgate.servable": servable}):
+            if tracing.enabled():
+                waiting.traces.append(tracing.capture())  # the batch's span links to this one
+            waiting.items.append((request, call, future))
+            waiting.rows += rows
+            if waiting.rows >= self._max_rows:
+                self._launch(key, self._waiting.pop(key), send, chained=False)
+            try:
+                async with asyncio.timeout(max(call.remaining(), 0.0)):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                raise DeadlineExceeded("Deadline exceeded") from None
 
     def _next(self, key: Key, send: Send) -> None:
         waiting = self._waiting.pop(key, None)
@@ -101,10 +106,13 @@ class Coalescer:
             items = [item for item in waiting.items if not item[2].done()]
             if items:
                 self._observe(key[0], len(items))
-            if len(items) == 1:
-                await _answer(items[0], send)
-            elif items:
-                await self._merged(items, send)
+            # the batch's upstream call belongs to the first waiter's trace, linked to the others'
+            traces = [trace for item, trace in zip(waiting.items, waiting.traces, strict=False) if not item[2].done()]
+            with tracing.span_from("coalesced batch", traces, {"tensorgate.requests": len(items)}):
+                if len(items) == 1:
+                    await _answer(items[0], send)
+                elif items:
+                    await self._merged(items, send)
         finally:
             if chained:
                 self._next(key, send)

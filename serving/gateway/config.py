@@ -106,6 +106,14 @@ class CorsConfig(_Section):
         return origins
 
 
+class TracingConfig(_Section):
+    """OpenTelemetry traces to an OTLP/gRPC collector; off while ``otlp_endpoint`` is null."""
+
+    otlp_endpoint: str | None = Field(None, description="host:port or http(s)://host:port of the collector")
+    sample_ratio: float = Field(0.1, ge=0, le=1, description="share of requests traced when the caller did not decide")
+    service_name: str = Field("tensorgate-gateway", min_length=1)
+
+
 class RouteConfig(_Section):
     """A name that splits traffic by weight and optionally mirrors it to a candidate."""
 
@@ -168,6 +176,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
     batching: BatchingConfig = Field(default_factory=lambda: BatchingConfig.model_validate({}))
     cors: CorsConfig = Field(default_factory=lambda: CorsConfig.model_validate({}))
+    tracing: TracingConfig = Field(default_factory=lambda: TracingConfig.model_validate({}))
     api_keys: list[SecretStr] = Field(default_factory=list, description="empty: no auth")
     api_key_header: str = "x-api-key"
     request_key_header: str = "x-request-key"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serving import tracing
 from serving.errors import InvalidInput, ServingError, Unavailable
 from serving.gateway.config import EnsembleConfig
 from serving.gateway.context import CallContext
@@ -76,7 +77,8 @@ class Ensemble:
     ) -> tuple[str, np.ndarray]:
         deadline = min(call.deadline, time.monotonic() + self.config.member_timeout_s)
         member_call = CallContext(request_id=call.request_id, deadline=deadline, request_key=call.request_key)
-        answer = await forward(servable, request.for_servable(servable), member_call)
+        with tracing.span(f"ensemble member {servable}", {"tensorgate.ensemble": self.name}):
+            answer = await forward(servable, request.for_servable(servable), member_call)
         if "probabilities" not in answer.outputs:
             raise InvalidInput(f"Ensemble member {servable!r} did not return 'probabilities'")
         probabilities = answer.outputs["probabilities"]

@@ -21,7 +21,7 @@ from grpc_health.v1 import _async as health_aio  # what grpc_health.v1.health.ai
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from serving import protos
+from serving import protos, tracing
 from serving.errors import ServingError, Unimplemented
 from serving.gateway.auth import ApiKeys
 from serving.gateway.config import Settings
@@ -155,39 +155,42 @@ class GrpcFront:
 
         async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            remaining = context.time_remaining()
-            budget = request_s if remaining is None else min(request_s, remaining)
-            call = CallContext(
-                new_request_id(metadata.get("x-request-id")),
-                time.monotonic() + budget,
-                metadata.get(request_key_header),
-                method=name,
-            )
-            failure: tuple[grpc.StatusCode, str] | None = None
-            response = None
-            try:
-                if not public:
-                    keys.check(metadata.get(keys.header), metadata.get("authorization"))
-                if isinstance(request, protos.Undecodable):  # bytes that are not the method's message
-                    raise request.error
-                response = await method(request, call)
-            except ServingError as error:
-                failure = (error.grpc_code, error.message)
-            except asyncio.CancelledError:  # the caller went away (TF Serving's 499 case)
-                access.record(protocol, "POST", route, grpc.StatusCode.CANCELLED.name, call)
-                raise
-            except Exception:
-                log.exception("unhandled error (request %s)", call.request_id)
-                failure = (grpc.StatusCode.INTERNAL, "Internal error")
-            trailing = [("x-request-id", call.request_id)]
-            if call.servable:
-                trailing += [("x-servable", call.servable), ("x-model-version", call.version)]
-            if call.degraded:
-                trailing.append(("x-degraded", "true"))
-            context.set_trailing_metadata(tuple(trailing))
-            access.record(protocol, "POST", route, failure[0].name if failure else "OK", call)
-            if failure is not None:
-                await context.abort(failure[0], failure[1])
-            return response
+            with tracing.server_span(route, metadata, {"rpc.method": route}) as current:
+                remaining = context.time_remaining()
+                budget = request_s if remaining is None else min(request_s, remaining)
+                call = CallContext(
+                    new_request_id(metadata.get("x-request-id")),
+                    time.monotonic() + budget,
+                    metadata.get(request_key_header),
+                    method=name,
+                )
+                failure: tuple[grpc.StatusCode, str] | None = None
+                response = None
+                try:
+                    if not public:
+                        keys.check(metadata.get(keys.header), metadata.get("authorization"))
+                    if isinstance(request, protos.Undecodable):  # bytes that are not the method's message
+                        raise request.error
+                    response = await method(request, call)
+                except ServingError as error:
+                    failure = (error.grpc_code, error.message)
+                except asyncio.CancelledError:  # the caller went away (TF Serving's 499 case)
+                    access.record(protocol, "POST", route, grpc.StatusCode.CANCELLED.name, call)
+                    raise
+                except Exception:
+                    log.exception("unhandled error (request %s)", call.request_id)
+                    failure = (grpc.StatusCode.INTERNAL, "Internal error")
+                trailing = [("x-request-id", call.request_id)]
+                if call.servable:
+                    trailing += [("x-servable", call.servable), ("x-model-version", call.version)]
+                if call.degraded:
+                    trailing.append(("x-degraded", "true"))
+                context.set_trailing_metadata(tuple(trailing))
+                if current is not None:
+                    tracing.annotate(current, call, failure[0].name if failure else "OK")
+                access.record(protocol, "POST", route, failure[0].name if failure else "OK", call)
+                if failure is not None:
+                    await context.abort(failure[0], failure[1])
+                return response
 
         return handler

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from serving import tracing
 from serving.gateway.api.errors import install_error_handlers
 from serving.gateway.api.front import GatewayApp, framework_routes
 from serving.gateway.api.middleware import GatewayMiddleware
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> GatewayApp:
             if front is not None:
                 await front.stop(settings.timeouts.shutdown_grace_s)
             await gateway.close()
+            tracing.shutdown()
 
     # docs_url/redoc_url None: ui.install serves both with bundled assets (no CDN)
     app = FastAPI(title="tensorgate gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -63,6 +65,9 @@ def create_app(settings: Settings) -> GatewayApp:
         body_read_s=settings.timeouts.body_read_s,
     )
     front = GatewayApp(app, gateway, settings, keys, framework_routes(app))
+    traced = settings.tracing
+    if tracing.configure(traced.otlp_endpoint, traced.sample_ratio, traced.service_name):
+        front.wrap(tracing.HttpSpans)  # inside CORS: preflights are not traced
     _install_cors(front, settings)
     return front
 

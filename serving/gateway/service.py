@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from serving import protos
+from serving import protos, tracing
 from serving.errors import InvalidInput, NotFound, ServingError, Unimplemented
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.catalog import AVAILABLE, Catalog
@@ -141,7 +141,8 @@ class Gateway:
     async def _shadow(self, route: str, candidate: str, request: Predict, primary: Prediction, request_id: str) -> None:
         call = CallContext(request_id=request_id, deadline=time.monotonic() + self.settings.timeouts.request_s)
         try:
-            answer = await self._forward(candidate, request.for_servable(candidate, keep_version=True), call)
+            with tracing.span(f"shadow {candidate}", {"tensorgate.route": route}):
+                answer = await self._forward(candidate, request.for_servable(candidate, keep_version=True), call)
             expected = top_classes(primary.outputs)
             got = top_classes(answer.outputs)
         except ServingError as error:

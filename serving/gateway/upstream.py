@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from serving import protos
+from serving import protos, tracing
 from serving.errors import DeadlineExceeded, ResourceExhausted, ServingError, Unavailable, http_status_for
 from serving.gateway import discovery
 from serving.gateway.config import Settings, UpstreamConfig
@@ -124,6 +124,13 @@ class Upstream:
 
     async def call(self, method: str, request: Any, call: CallContext, servable: str, *, limit: bool = True) -> Any:
         """One RPC within ``call``'s deadline. ``limit=False`` skips the concurrency bound (control calls)."""
+        if tracing.enabled():  # a span over the wait for a slot and every attempt
+            attributes = {"tensorgate.upstream": self.name, "tensorgate.servable": servable}
+            with tracing.span(f"upstream {method}", attributes):
+                return await self._call(method, request, call, servable, limit)
+        return await self._call(method, request, call, servable, limit)
+
+    async def _call(self, method: str, request: Any, call: CallContext, servable: str, limit: bool) -> Any:
         if not limit:
             return await self._call_with_retry(method, request, call, servable)
         if self._slots.locked():
@@ -158,7 +165,9 @@ class Upstream:
             if remaining <= 0:
                 raise DeadlineExceeded("Deadline exceeded")
             try:
-                response = await target.methods[method](request, timeout=remaining, metadata=metadata)
+                with tracing.span(f"attempt {attempt + 1} {target.address}", {"server.address": target.address}):
+                    rpc = target.methods[method]
+                    response = await rpc(request, timeout=remaining, metadata=tracing.outgoing(metadata))
             except grpc.aio.AioRpcError as error:
                 code = error.code()
                 self._metrics.upstream_calls.labels(self.name, target.address, method, code.name).inc()

@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from serving import tracing
 from serving.http_timeouts import timed_http_protocol
 from serving.modelserver import config as config_files
 from serving.modelserver import inference
@@ -62,6 +63,7 @@ async def serve(flags: Flags) -> None:
 
     inference.METHOD_NAME_CHECK["enabled"] = flags.enable_signature_method_name_check
     metrics = Metrics()
+    tracing.configure(flags.tracing_otlp_endpoint, float(flags.tracing_sample_ratio), "tensorgate-modelserver")
     executor = ThreadPoolExecutor(max_workers=worker_threads(), thread_name_prefix="model")
     manager_options = ManagerOptions(
         runtime=runtime_options(flags),
@@ -115,6 +117,8 @@ async def serve(flags: Flags) -> None:
         app: Any = RestApp(model_server, flags.rest_api_timeout_in_ms, flags.rest_api_max_body_bytes, metrics_path)
         if flags.rest_api_enable_cors_support:
             app = Cors(app)
+        if tracing.enabled():
+            app = tracing.HttpSpans(app)
         rest_config = uvicorn.Config(
             app,
             host=flags.bind_address,
@@ -146,6 +150,7 @@ async def serve(flags: Flags) -> None:
     await asyncio.gather(*draining)
     manager.stop()
     executor.shutdown(wait=False, cancel_futures=True)
+    tracing.shutdown()
 
 
 def _host(address: str) -> str:

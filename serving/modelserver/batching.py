@@ -17,9 +17,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from serving import tracing
 from serving.errors import Internal, InvalidInput, ResourceExhausted
 from serving.modelserver.config import BatchingOptions
 from serving.modelserver.metrics import Metrics
@@ -34,6 +36,8 @@ class _Task:
     key: tuple[object, ...]
     future: asyncio.Future[dict[str, np.ndarray]]
     enqueued: float = field(default_factory=time.perf_counter)
+    queued: tracing.Interval | None = None  # the "batch queue" span, ended when the batch starts
+    trace: Any = None  # the request's trace context: the batch's span links to it
 
 
 def batch_key(inputs: Mapping[str, np.ndarray]) -> tuple[object, ...] | None:
@@ -87,6 +91,9 @@ class Batcher:
             raise ResourceExhausted("The batch scheduling queue to which this task was submitted is full")
         loop = asyncio.get_running_loop()
         task = _Task(inputs, rows, key, loop.create_future())
+        if tracing.enabled():
+            task.trace = tracing.capture()
+            task.queued = tracing.Interval("batch queue", {"tensorgate.rows": rows})
         self._queue.append(task)
         self._queued_rows += rows
         self._metrics.input_batch_size.observe(rows, self._model_name, "Predict")
@@ -137,6 +144,8 @@ class Batcher:
         now = time.perf_counter()
         for task in batch:
             self._metrics.batch_delay.observe((now - task.enqueued) * 1e6, self._model_name, "Predict")
+            if task.queued is not None:
+                task.queued.end()
         asyncio.get_running_loop().create_task(self._execute(batch, rows))
 
     def _padded_size(self, rows: int) -> int:
@@ -160,7 +169,9 @@ class Batcher:
                 self._metrics.padding_size.observe(target - rows, self._model_name, str(target))
             self._metrics.processed_batch_size.observe(target, self._model_name, "Predict")
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, self._run, merged)
+            attributes = {"tensorgate.requests": len(batch), "tensorgate.rows": rows, "tensorgate.padded_rows": target}
+            with tracing.span_from("batch", [task.trace for task in batch], attributes), tracing.span("runtime"):
+                outputs = await loop.run_in_executor(self._executor, self._run, merged)
             for output in outputs.values():
                 if output.ndim == 0 or output.shape[0] != target:
                     raise Internal(

@@ -46,6 +46,10 @@ class Flags:
     # Not a TF Serving flag (it always listens on every address): the address both APIs bind, so
     # several servers can share one port on distinct loopback addresses, as pods behind one Service.
     bind_address: str = "0.0.0.0"
+    # Not TF Serving flags: OpenTelemetry traces to an OTLP/gRPC collector (empty endpoint: off); the
+    # ratio applies to requests whose caller did not decide (a traced gateway request is always followed).
+    tracing_otlp_endpoint: str = ""
+    tracing_sample_ratio: str = "0.1"
     ignored: list[str] = field(default_factory=list)
 
 
@@ -121,6 +125,12 @@ def parse(argv: Sequence[str]) -> Flags:
             flags.ignored.append(name)
         else:
             raise FlagError(f"Unknown command line flag '{name}'")
+    try:
+        ratio = float(flags.tracing_sample_ratio)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise FlagError(f"--tracing_sample_ratio={flags.tracing_sample_ratio} is not a number within 0..1")
     if flags.model_config_file and flags.model_base_path:
         raise FlagError("--model_base_path and --model_config_file are mutually exclusive")
     if not flags.model_config_file and not flags.model_base_path and not flags.version:

@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from serving import protos
+from serving import protos, tracing
 from serving.errors import ServingError
 from serving.modelserver.service import ModelServer
 
@@ -65,6 +65,10 @@ class _Handlers:
             model_name = _model_name(request)
             status = "OK"
             try:
+                if tracing.enabled():
+                    metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+                    with tracing.server_span(api, metadata, {"tensorgate.servable": model_name}):
+                        return await call(request)
                 return await call(request)
             except ServingError as error:
                 status = error.grpc_code.name

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import protos
+from serving import protos, tracing
 from serving.errors import InvalidInput, ServingError
 from serving.modelserver import inference
 from serving.modelserver.batching import Batcher, batch_key
@@ -139,9 +139,10 @@ class ModelServer:
                 outputs = await batcher.submit(checked)
                 return conformed.restore({alias: outputs[alias] for alias in aliases})
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(
-                self.executor, inference.predict_in_slices, model.predict, signature, checked, aliases
-            )
+            with tracing.span("runtime", {"tensorgate.platform": model.platform}):
+                outputs = await loop.run_in_executor(
+                    self.executor, inference.predict_in_slices, model.predict, signature, checked, aliases
+                )
             return conformed.restore(outputs)
         finally:
             self.metrics.runtime_latency.observe(

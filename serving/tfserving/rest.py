@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
-from serving import protos
+from serving import protos, tracing
 from serving.errors import InvalidInput, PayloadTooLarge, RequestTimeout
 from serving.predict import ModelSpec, Predict, Prediction
 from serving.tfserving import decode, encode, examples, messages
@@ -73,12 +73,13 @@ async def predict(
     backend: Backend, call: RestCall, body: bytes, context: Any, executor: Executor | None = None
 ) -> bytes:
     offload = executor is not None and len(body) >= OFFLOAD_BYTES
-    document = await _run(executor if offload else None, decode.parse_json_object, body)
-    spec = call.spec(decode.signature_name_of(document))
-    dtypes = await backend.input_dtypes(spec, context)
-    bools = decode.may_hold_bools(body)
-    parsed = await _run(executor if offload else None, decode.decode_predict_request, document, dtypes, bools)
-    del document  # thousands of small lists: let them go before waiting for the model
+    with tracing.span("decode json", {"tensorgate.body_bytes": len(body)}):
+        document = await _run(executor if offload else None, decode.parse_json_object, body)
+        spec = call.spec(decode.signature_name_of(document))
+        dtypes = await backend.input_dtypes(spec, context)
+        bools = decode.may_hold_bools(body)
+        parsed = await _run(executor if offload else None, decode.decode_predict_request, document, dtypes, bools)
+        del document  # thousands of small lists: let them go before waiting for the model
     spec.signature = parsed.signature_name
     prediction = await backend.predict(Predict(spec, parsed.inputs), context)
     size = sum(array.size for array in prediction.outputs.values()) * 8

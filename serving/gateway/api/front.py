@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serving import tracing
 from serving.errors import NotFound, PayloadTooLarge, ServingError, Unimplemented
 from serving.gateway.api.openapi import api_routes
 from serving.gateway.api.routes import v2 as v2_routes
@@ -160,6 +161,7 @@ class GatewayApp:
                 headers.append((b"x-model-version", call.version.encode("latin-1")))
         if call.degraded:
             headers.append((b"x-degraded", b"true"))
+        headers.append((b"server-timing", tracing.server_timing(call.started, tracing.trace_id())))
         headers.extend(extra)
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving import tracing
 from serving.errors import PayloadTooLarge
 from serving.gateway.accesslog import AccessLog
 from serving.gateway.context import CURRENT, CallContext, new_request_id
@@ -65,6 +66,7 @@ class GatewayMiddleware:
                         headers.append((b"x-model-version", call.version.encode("latin-1")))
                 if call.degraded:
                     headers.append((b"x-degraded", b"true"))
+                headers.append((b"server-timing", tracing.server_timing(call.started, tracing.trace_id())))
                 if status == 408:  # a client too slow to send its body: the connection is not reused
                     headers.append((b"connection", b"close"))
                 message["headers"] = headers

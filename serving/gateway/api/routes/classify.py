@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
+from serving import tracing
 from serving.errors import InvalidInput
 from serving.gateway import images
 from serving.gateway.api.deps import API_KEY, CallDep, GatewayDep
@@ -142,10 +143,11 @@ async def classify(name: str, request: Request, gateway: GatewayDep, call: CallD
     if len(items) > limits.max_batch_size:
         raise InvalidInput(f"{len(items)} images are over the batch limit of {limits.max_batch_size}")
     size = sum(len(item) for item in items if isinstance(item, bytes | str))
-    if size > _OFF_LOOP_BYTES:
-        decoded = await asyncio.to_thread(_decode_all, items, limits.max_image_pixels)
-    else:
-        decoded = _decode_all(items, limits.max_image_pixels)
+    with tracing.span("decode images", {"tensorgate.images": len(items)}):
+        if size > _OFF_LOOP_BYTES:
+            decoded = await asyncio.to_thread(_decode_all, items, limits.max_image_pixels)
+        else:
+            decoded = _decode_all(items, limits.max_image_pixels)
     request_arrays = Predict(ModelSpec(name), {"image": np.stack([array for array, _ in decoded])})
     prediction, members = await gateway.predict_with_votes(request_arrays, call)
     answer = _answer(gateway, name, prediction, members, decoded, call)
