@@ -2,7 +2,8 @@
 
 Trains the quick models when the repository lacks them, exports them (idempotent: existing variants
 are verified, not rebuilt), starts the model server (gRPC 8500, REST 8501) and the gateway (HTTP 8000,
-gRPC 8001), waits until the gateway is ready, prints example calls and serves until Ctrl-C.
+gRPC 8001), waits until the gateway is ready, prints example calls and serves until Ctrl-C or SIGTERM.
+Both servers are supervised: one that dies is restarted with backoff and the log says why it died.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from serving.supervisor import Supervised, configure_logging, exit_reason
 
 MODELS = ("cnn", "lstm", "transformer", "ensemble")
 
@@ -31,13 +34,18 @@ def _step(title: str, command: list[str]) -> None:
         raise SystemExit(f"error: step '{title}' failed with exit code {completed.returncode}; see its output above")
 
 
-def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+def _wait_ready(url: str, children: list[Supervised], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer yet"
     while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise SystemExit(f"error: {process.args!r} exited with {process.returncode}")
+        for child in children:
+            if not child.alive:
+                assert child.process is not None
+                lines = "\n    ".join(child.last_lines)
+                raise SystemExit(
+                    f"error: the {child.name} {exit_reason(child.process.returncode)} before the stack was ready; "
+                    f"its last output:\n    {lines}"
+                )
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
@@ -48,6 +56,10 @@ def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: f
             last = str(error)
         time.sleep(0.5)
     raise SystemExit(f"error: the gateway was not ready after {timeout_s:.0f}s ({url}: {last})")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the stack as Ctrl-C does: children stopped in order
 
 
 def examples(http_port: int, grpc_port: int) -> str:
@@ -74,19 +86,8 @@ PY
 Ctrl-C stops both servers."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", type=Path, default=Path(os.environ.get("TENSORGATE_REPO", "models")))
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--modelserver-port", type=int, default=8500)
-    parser.add_argument("--modelserver-rest-port", type=int, default=8501)
-    parser.add_argument("--ready-timeout", type=float, default=300.0)
-    parser.add_argument("--no-serve", action="store_true", help="train and export, then exit")
-    args = parser.parse_args(argv)
-    repo: Path = args.repo
-    python = sys.executable
-
+def _prepare(repo: Path, python: str) -> None:
+    """Train the quick models if the repository lacks them, then export (idempotent)."""
     missing = [name for name in MODELS if not _has_versions(repo / name)]
     if missing:
         _step(
@@ -114,6 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = repo / "export_report.md"
     if evaluation.is_file():
         print(f"    report: {evaluation}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path(os.environ.get("TENSORGATE_REPO", "models")))
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--modelserver-port", type=int, default=8500)
+    parser.add_argument("--modelserver-rest-port", type=int, default=8501)
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--no-serve", action="store_true", help="train and export, then exit")
+    parser.add_argument(
+        "--serve-only", action="store_true", help="serve the repository as it is (no training or export step)"
+    )
+    parser.add_argument(
+        "--restart-backoff", type=float, default=0.5, help="first pause before restarting a dead server (doubles)"
+    )
+    args = parser.parse_args(argv)
+    repo: Path = args.repo
+    python = sys.executable
+
+    if not args.serve_only:
+        _prepare(repo, python)
     if args.no_serve:
         return 0
 
@@ -143,27 +167,29 @@ def main(argv: list[str] | None = None) -> int:
         f"localhost:{args.modelserver_port}",
     ]
     environment = {**os.environ, "TENSORGATE_MODEL_CONFIG_FILE": str(repo / "modelserver.config")}
-    print(f"\n==> starting the model server\n    {' '.join(modelserver)}", flush=True)
-    processes = [subprocess.Popen(modelserver)]
+    configure_logging()
+    children = [
+        Supervised("model server", modelserver, backoff_s=args.restart_backoff),
+        Supervised("gateway", gateway, env=environment, backoff_s=args.restart_backoff),
+    ]
+    signal.signal(signal.SIGTERM, _stop)
     try:
-        print(f"==> starting the gateway\n    {' '.join(gateway)}", flush=True)
-        processes.append(subprocess.Popen(gateway, env=environment))
-        _wait_ready(f"http://localhost:{args.http_port}/readyz", processes, args.ready_timeout)
+        for child in children:
+            print(f"\n==> starting the {child.name}\n    {' '.join(child.command)}", flush=True)
+            child.start()
+        _wait_ready(f"http://localhost:{args.http_port}/readyz", children, args.ready_timeout)
         print(examples(args.http_port, args.grpc_port), flush=True)
-        while all(process.poll() is None for process in processes):
-            time.sleep(1)
-        return 1
+        # From here on a child that dies is restarted (with backoff); meanwhile the gateway answers 503
+        # for what the model server served, and /readyz says which servables are missing.
+        while True:
+            for child in children:
+                child.check()
+            time.sleep(0.2)
     except KeyboardInterrupt:
         return 0
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for child in reversed(children):
+            child.stop()
 
 
 if __name__ == "__main__":
