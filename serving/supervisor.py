@@ -56,8 +56,10 @@ class Supervised:
         self._started_at = 0.0
         self._restart_at: float | None = None
         self._reader: threading.Thread | None = None
+        self._stopped = False
 
     def start(self) -> None:
+        self._stopped = False
         self.last_lines.clear()
         self.process = subprocess.Popen(
             self.command,
@@ -87,6 +89,8 @@ class Supervised:
 
     def check(self) -> bool:
         """Notice a death and schedule the restart; start it when its time has come. True if running."""
+        if self._stopped:
+            return False
         now = time.monotonic()
         if self._restart_at is not None:
             if now >= self._restart_at:
@@ -117,7 +121,7 @@ class Supervised:
         return False
 
     def stop(self, grace_s: float = 15.0) -> None:
-        self._restart_at = None
+        self._stopped, self._restart_at = True, None
         process = self.process
         if process is None:
             return
