@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from serving import protos
-from serving.errors import InvalidInput, NotFound
+from serving.errors import NotFound
 from serving.gateway.catalog import AVAILABLE
 from serving.gateway.context import CallContext
 from serving.gateway.service import Gateway, check_name
@@ -47,7 +47,7 @@ def parse_version(version: str) -> tuple[int | None, str | None]:
     if version.isdigit() and version.isascii():
         number = int(version)
         if number >= 2**63:
-            raise InvalidInput(f"version {version} is out of range (versions are int64)")
+            raise NotFound(f"No version {version}: versions are 64-bit integers")
         return number, None
     return None, version
 
@@ -67,6 +67,7 @@ class V2:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._ttl = gateway.settings.timeouts.metadata_ttl_s
+        self.max_body = gateway.settings.limits.max_body_bytes  # also once a compressed body is inflated
         self._signatures: dict[tuple[str, str], tuple[float, dict[str, Signature]]] = {}
 
     # Health and metadata -------------------------------------------------------------------------

@@ -9,13 +9,14 @@ InvalidInput (400) naming what was wrong; nothing here can answer 500 or wait.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
-from serving.errors import InvalidInput
+from serving.errors import InvalidInput, PayloadTooLarge
 from serving.v2 import raw
 from serving.v2.infer import InferRequest, RequestedOutput, check_datatype, element_count, parameters_of
 
@@ -25,6 +26,28 @@ BINARY = "application/octet-stream"
 
 # numpy kinds a JSON array may have for each kind of datatype (ints are fine for floats, not the reverse)
 _ACCEPTED_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
+
+
+def decompress(body: bytes, encoding: str | bytes | None, limit: int) -> bytes:
+    """A body sent with ``Content-Encoding`` gzip or deflate (tritonclient's request compression), at
+    most ``limit`` bytes once inflated (else PayloadTooLarge: a small body cannot take memory)."""
+    if not encoding:
+        return body
+    name = (encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding).strip().lower()
+    if name == "identity":
+        return body
+    if name not in ("gzip", "deflate"):
+        raise InvalidInput(f"Content-Encoding {name[:40]!r} is not supported (gzip, deflate or identity)")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if name == "gzip" else zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise InvalidInput(f"The body is not valid {name} data: {error}") from None
+    if len(inflated) > limit:
+        raise PayloadTooLarge(f"Request body is over the limit of {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise InvalidInput(f"The body's {name} data is cut off")
+    return inflated
 
 
 def split(body: bytes, header_length: str | bytes | None) -> tuple[bytes, memoryview]:

@@ -114,9 +114,16 @@ class GatewayApp:
         if match is None:
             raise NotFound(f"No v2 route for {scope['path']}")
         name, version = unquote(match[1]), unquote(match[2] or "")
-        header_length = next((v for k, v in scope["headers"] if k == b"inference-header-content-length"), None)
+        header_length = encoding = None
+        for key, value in scope["headers"]:
+            if key == b"inference-header-content-length":
+                header_length = value
+            elif key == b"content-encoding":
+                encoding = value
         body = await rest.read_body(receive, self._max_body, self._body_read_s, self._too_large)
-        payload, json_length = await v2_routes.answer_infer(self._v2, name, version, body, header_length, call)
+        payload, json_length = await v2_routes.answer_infer(
+            self._v2, name, version, body, header_length, call, encoding
+        )
         if json_length is None:
             return payload, _JSON, ()
         return payload, _BINARY, ((b"inference-header-content-length", b"%d" % json_length),)

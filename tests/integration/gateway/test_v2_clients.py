@@ -181,6 +181,17 @@ def test_http_client_infers_what_tf_serving_answers(
     _check(tf_serving_answers, name, _outputs(result, names))
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_http_client_compressed_requests(
+    stack: dict[str, targets.Server], images: np.ndarray, tf_serving_answers: dict, algorithm: str
+) -> None:
+    client = triton_http.InferenceServerClient(stack["gateway"].rest.removeprefix("http://"))
+    tensor = triton_http.InferInput("image", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    result = client.infer("cnn", [tensor], headers=_headers(), request_compression_algorithm=algorithm)
+    _check(tf_serving_answers, "cnn", _outputs(result, ["class_id", "probabilities"]))
+
+
 def test_http_client_async_infer(
     stack: dict[str, targets.Server], images: np.ndarray, tf_serving_answers: dict
 ) -> None:

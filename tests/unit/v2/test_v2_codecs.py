@@ -243,3 +243,23 @@ def test_requests_are_checked_against_the_signature(inputs: dict, outputs: list[
 def test_a_fitting_request_passes_the_check() -> None:
     request = InferRequest("cnn", "", {"image": np.zeros((5, 28, 28, 1), np.float32)}, datatypes={"image": "FP32"})
     metadata.check_request(request, metadata.signature_of(_signature_def()))
+
+
+def test_compressed_bodies() -> None:
+    import gzip
+    import zlib
+
+    from serving.errors import PayloadTooLarge
+
+    body = _json([_input()])
+    assert rest.decompress(gzip.compress(body), "gzip", 1000) == body
+    assert rest.decompress(zlib.compress(body), b"deflate", 1000) == body
+    assert rest.decompress(body, "identity", 1000) == body
+    with pytest.raises(PayloadTooLarge, match="over the limit of 100 bytes once decompressed"):
+        rest.decompress(gzip.compress(b"0" * 10_000), "gzip", 100)
+    with pytest.raises(InvalidInput, match="Content-Encoding 'br' is not supported"):
+        rest.decompress(body, "br", 1000)
+    with pytest.raises(InvalidInput, match="The body is not valid gzip data"):
+        rest.decompress(body, "gzip", 1000)
+    with pytest.raises(InvalidInput, match="The body's deflate data is cut off"):
+        rest.decompress(zlib.compress(body)[:20], "deflate", 1000)

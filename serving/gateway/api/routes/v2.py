@@ -194,14 +194,25 @@ async def _model_ready(v2: V2, name: str, version: str, call: CallContext) -> Re
 
 async def _infer(v2: V2, name: str, version: str, request: Request, call: CallContext) -> Response:
     body = await request.body()
-    return infer_response(*await answer_infer(v2, name, version, body, request.headers.get(rest.HEADER_LENGTH), call))
+    headers = request.headers
+    length, encoding = headers.get(rest.HEADER_LENGTH), headers.get("content-encoding")
+    return infer_response(*await answer_infer(v2, name, version, body, length, call, encoding))
 
 
 async def answer_infer(
-    v2: V2, name: str, version: str, body: bytes, header_length: str | bytes | None, call: CallContext
+    v2: V2,
+    name: str,
+    version: str,
+    body: bytes,
+    header_length: str | bytes | None,
+    call: CallContext,
+    encoding: str | bytes | None = None,
 ) -> tuple[bytes, int | None]:
-    """The answer body of an infer request and, when it carries binary outputs, its JSON header's length."""
+    """The answer body of an infer request and, when it carries binary outputs, its JSON header's length.
+    ``encoding``: the request's Content-Encoding (gzip and deflate bodies are inflated first)."""
     call.method = "infer"
+    if encoding is not None:
+        body = rest.decompress(body, encoding, v2.max_body)
     request = rest.decode_request(body, header_length, name, version)
     model_version, outputs = await v2.infer(request, call)
     binary = {output.name: output.binary for output in request.outputs or ()}
