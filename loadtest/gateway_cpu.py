@@ -2,6 +2,8 @@
 
     python -m loadtest.gateway_cpu [--requests 6000] [--connections 32] [--rounds 3] [--protocols rest,grpc]
 
+``--protocols`` also takes the Open Inference Protocol's v2-json, v2-binary and v2-grpc.
+
 Starts the fake upstream (``tests/integration/gateway/fake_upstream.py``: numpy answers, no TensorFlow)
 and the gateway with the benchmark's settings (API keys, access log at info, metrics, coalescing: every
 feature on), then sends single-image requests from this process over ``--connections`` keep-alive
@@ -33,6 +35,8 @@ from loadtest.procs import ROOT, Managed, free_port, stop_all, tail
 from loadtest.targets import API_KEY
 
 SERVABLE = "cnn"
+# --protocols name -> the payload kind it sends (loadtest.payloads)
+PAYLOADS = {"rest": "instances", "grpc": "grpc", "v2-json": "v2-json", "v2-binary": "v2-binary", "v2-grpc": "v2-grpc"}
 
 
 def gateway_config(port: int, grpc_port: int, upstream: str, workers: int) -> dict[str, Any]:
@@ -54,11 +58,20 @@ def gateway_config(port: int, grpc_port: int, upstream: str, workers: int) -> di
 class RestClient:
     """Closed-loop HTTP/1.1 over keep-alive connections; pre-built request bytes, Content-Length framing."""
 
-    def __init__(self, port: int, body: bytes, connections: int) -> None:
+    def __init__(
+        self,
+        port: int,
+        body: bytes,
+        connections: int,
+        path: str = f"/v1/models/{SERVABLE}:predict",
+        content_type: str = "application/json",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.port, self.connections = port, connections
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         head = (
-            f"POST /v1/models/{SERVABLE}:predict HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-            f"content-type: application/json\r\nx-api-key: {API_KEY}\r\ncontent-length: {len(body)}\r\n\r\n"
+            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: {content_type}\r\n{extra}"
+            f"x-api-key: {API_KEY}\r\ncontent-length: {len(body)}\r\n\r\n"
         )
         self.request = head.encode() + body
 
@@ -86,17 +99,15 @@ class RestClient:
 
 
 class GrpcClient:
-    def __init__(self, port: int, body: bytes, connections: int) -> None:
-        self.port, self.body, self.connections = port, body, connections
+    def __init__(self, port: int, body: bytes, connections: int, method: str = payloads.GRPC_METHODS["grpc"]) -> None:
+        self.port, self.body, self.connections, self.method = port, body, connections, method
 
     async def run(self, requests: int) -> list[str]:
         import grpc
 
         failures: list[str] = []
         async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
-            call = channel.unary_unary(
-                "/tensorflow.serving.PredictionService/Predict", request_serializer=None, response_deserializer=None
-            )
+            call = channel.unary_unary(self.method, request_serializer=None, response_deserializer=None)
             metadata = (("x-api-key", API_KEY),)
 
             async def worker(count: int) -> None:
@@ -149,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=6000, help="per round (default 6000)")
     parser.add_argument("--rounds", type=int, default=3, help="the median round is reported (default 3)")
     parser.add_argument("--connections", type=str, default="32", help="comma-separated, e.g. 1,32 (default 32)")
-    parser.add_argument("--protocols", type=str, default="rest,grpc", help="rest, grpc or both (default)")
+    parser.add_argument(
+        "--protocols",
+        type=str,
+        default="rest,grpc",
+        help=f"comma-separated from {', '.join(PAYLOADS)} (default rest,grpc)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (config workers)")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose gateway runs (default: this one)")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
@@ -167,14 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"http://127.0.0.1:{port}"
         gateway.wait_ready(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, 60)
-        rest_body = payloads.build("instances", SERVABLE, 1, count=1)[0].body
-        grpc_body = payloads.build("grpc", SERVABLE, 1, count=1)[0].body
         for protocol in args.protocols.split(","):
             for connections in (int(c) for c in args.connections.split(",")):
-                if protocol == "rest":
-                    client: Any = RestClient(port, rest_body, connections)
+                kind = PAYLOADS[protocol]
+                payload = payloads.build(kind, SERVABLE, 1, count=1)[0]
+                if kind in payloads.GRPC_KINDS:
+                    client: Any = GrpcClient(grpc_port, payload.body, connections, payloads.GRPC_METHODS[kind])
                 else:
-                    client = GrpcClient(grpc_port, grpc_body, connections)
+                    path = payloads.path_for(kind, SERVABLE)
+                    client = RestClient(port, payload.body, connections, path, payload.content_type, payload.headers)
                 run = measure(client, gateway.psutil, args.requests, args.rounds, warmup=min(2000, args.requests))
                 run.update(protocol=protocol, connections=connections)
                 results["runs"].append(run)
