@@ -32,6 +32,7 @@ class Span:
     end_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
     links: tuple[str, ...] = ()  # trace ids of the linked spans
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()  # (name, attributes)
 
 
 def _value(value: Any) -> Any:
@@ -87,6 +88,10 @@ class Receiver:
                             end_ns=span.end_time_unix_nano,
                             attributes={a.key: _value(a.value) for a in span.attributes},
                             links=tuple(link.trace_id.hex() for link in span.links),
+                            events=tuple(
+                                (event.name, {a.key: _value(a.value) for a in event.attributes})
+                                for event in span.events
+                            ),
                         )
                     )
         with self._lock:

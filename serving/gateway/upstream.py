@@ -124,7 +124,7 @@ class Upstream:
 
     async def call(self, method: str, request: Any, call: CallContext, servable: str, *, limit: bool = True) -> Any:
         """One RPC within ``call``'s deadline. ``limit=False`` skips the concurrency bound (control calls)."""
-        if tracing.enabled():  # a span over the wait for a slot and every attempt
+        if tracing.enabled():  # a span over the wait for a slot and every attempt (an event each)
             attributes = {"tensorgate.upstream": self.name, "tensorgate.servable": servable}
             with tracing.span(f"upstream {method}", attributes):
                 return await self._call(method, request, call, servable, limit)
@@ -165,11 +165,14 @@ class Upstream:
             if remaining <= 0:
                 raise DeadlineExceeded("Deadline exceeded")
             try:
-                with tracing.span(f"attempt {attempt + 1} {target.address}", {"server.address": target.address}):
-                    rpc = target.methods[method]
-                    response = await rpc(request, timeout=remaining, metadata=tracing.outgoing(metadata))
+                rpc = target.methods[method]
+                response = await rpc(request, timeout=remaining, metadata=tracing.outgoing(metadata))
             except grpc.aio.AioRpcError as error:
                 code = error.code()
+                if tracing.recording():
+                    tracing.event(
+                        "attempt", {"attempt": attempt + 1, "server.address": target.address, "code": code.name}
+                    )
                 self._metrics.upstream_calls.labels(self.name, target.address, method, code.name).inc()
                 if code != grpc.StatusCode.UNAVAILABLE:
                     target.failures = 0
@@ -191,6 +194,8 @@ class Upstream:
             else:
                 target.failures = 0
                 self._metrics.upstream_calls.labels(self.name, target.address, method, "OK").inc()
+                if tracing.recording():
+                    tracing.event("attempt", {"attempt": attempt + 1, "server.address": target.address, "code": "OK"})
                 return response
         raise Unavailable(f"No upstream is available for {servable!r}")  # pragma: no cover
 
