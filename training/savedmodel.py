@@ -3,8 +3,10 @@
 Signatures:
 - ``serving_default``: ``image`` float32 [batch, 28, 28, 1], raw 0..255 ->
   ``probabilities`` float32 [batch, 10], ``class_id`` int64 [batch] (+ the ensemble's outputs);
-- ``serving_bytes``: ``image_bytes`` string [batch] of PNG/JPEG, decoded in the graph (grayscale,
-  resized to 28x28 when needed) -> the same outputs. TF Serving REST clients send ``{"b64": ...}``.
+- ``serving_bytes``: ``image_bytes`` string [batch] of PNG/JPEG (GIF, BMP, WebP), decoded and prepared
+  in the graph as the gateway does (docs/pictures.md: a photo's light background inverted, the object
+  trimmed, fitted and centred; dataset-style 28x28 pictures unchanged) -> the same outputs.
+  TF Serving REST clients send ``{"b64": ...}``.
 
 The label names are an asset (``assets/labels.txt``) and, with the rest of the model card, in
 ``assets.extra/model_card.json`` (TF Serving ignores assets.extra).
@@ -20,23 +22,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from training.pictures import prepare_picture
+
 BYTES_SIGNATURE = "serving_bytes"
 LABELS_ASSET = "labels.txt"
 MODEL_CARD = "assets.extra/model_card.json"
-
-
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-    """PNG/JPEG/BMP/GIF bytes -> float32 [28, 28, 1] of 0..255 (grayscale, resized if needed)."""
-    image = tf.io.decode_image(encoded, channels=1, expand_animations=False, dtype=tf.uint8)
-    image = tf.ensure_shape(image, [None, None, 1])
-    height_width = tf.shape(image)[:2]
-    image = tf.cast(image, tf.float32)
-    resized = tf.cond(
-        tf.reduce_all(tf.equal(height_width, [28, 28])),
-        lambda: image,
-        lambda: tf.image.resize(image, [28, 28], method="area"),
-    )
-    return tf.reshape(resized, [28, 28, 1])
 
 
 class ServingModule(tf.Module):
@@ -66,7 +56,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        images = tf.map_fn(decode_image, image_bytes, fn_output_signature=tf.TensorSpec([28, 28, 1], tf.float32))
+        images = tf.map_fn(prepare_picture, image_bytes, fn_output_signature=tf.TensorSpec([28, 28, 1], tf.float32))
         return self.serve(images)
 
 

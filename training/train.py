@@ -216,7 +216,7 @@ INPUT_CONTRACT = {
                 "image_bytes": {
                     "dtype": "string",
                     "shape": [-1],
-                    "format": "PNG or JPEG; grayscale-converted, resized to 28x28",
+                    "format": "PNG or JPEG (also GIF, BMP, WebP); prepared as docs/pictures.md",
                 }
             },
             "outputs": "as serving_default",
