@@ -1,8 +1,9 @@
 """Images for the friendly API: PNG/JPEG bytes, base64 strings or pixel arrays -> the model's input.
 
-The contract input is one float32 ``[28, 28, 1]`` image of raw intensities 0..255. Anything else is
-converted (colour to grayscale with ITU-R 601-2 luma, other sizes resized with a box filter) and the
-steps are reported, so a caller can see what the model actually saw.
+The contract input is one float32 ``[28, 28, 1]`` image of raw intensities 0..255. Pictures are
+prepared by ``serving.pictures`` (docs/pictures.md), the same definition the SavedModels'
+``serving_bytes`` signature runs in the graph: dataset-style 28x28 pictures are used as sent, photos
+are inverted, trimmed, fitted and centred. The steps are reported, and on request the 28x28 itself.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from serving.errors import InvalidInput, PayloadTooLarge
+from serving.pictures import Preparation, decode, orientation, prepare
+from serving.pictures.prepare import background_level, luma
+from serving.pictures.spec import LIGHT_BACKGROUND, SIDE
 
-SIDE = 28
 _FLAT = SIDE * SIDE
 
 
@@ -31,6 +33,7 @@ class Conversion:
     height: int
     mode: str
     steps: list[str] = field(default_factory=list)
+    prepared: Preparation | None = None
 
     def report(self) -> dict[str, Any]:
         return {
@@ -39,51 +42,36 @@ class Conversion:
             "height": self.height,
             "mode": self.mode,
             "converted": self.steps,
+            "prepared": self.prepared.report() if self.prepared else None,
         }
 
 
-def _fit(image: Any, conversion: Conversion) -> np.ndarray:
+def png_data_url(array: np.ndarray) -> str:
+    """The 28x28 the model saw, as a PNG data URL (``?debug=1``)."""
     from PIL import Image
 
-    if image.mode != "L":
-        image = image.convert("L")
-        conversion.steps.append(f"grayscale from {conversion.mode}")
-    if image.size != (SIDE, SIDE):
-        image = image.resize((SIDE, SIDE), Image.Resampling.BOX)
-        conversion.steps.append(f"resized {conversion.width}x{conversion.height} to {SIDE}x{SIDE}")
-    return np.asarray(image, dtype=np.float32).reshape(SIDE, SIDE, 1)
+    buffer = io.BytesIO()
+    pixels = np.clip(np.rint(array.reshape(SIDE, SIDE)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-# What Pillow raises on bytes it cannot decode: besides OSError/ValueError, its plugins raise SyntaxError
-# ("broken PNG file" for a bad chunk met while loading), EOFError, struct.error and IndexError.
-_UNDECODABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
+def _prepared(
+    y: np.ndarray, alpha: np.ndarray | None, turn: int, conversion: Conversion
+) -> tuple[np.ndarray, Conversion]:
+    array, conversion.prepared = prepare(y, alpha, turn)
+    conversion.steps.extend(conversion.prepared.steps())
+    return array, conversion
 
 
 def from_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, Conversion]:
-    """Decode an encoded image (any format Pillow reads). Blocking: call it off the event loop for
-    large inputs."""
-    from PIL import Image, UnidentifiedImageError
-
-    image: Any
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:  # Pillow's own refusal (over 2x its limit): a header that lies
-        raise PayloadTooLarge(f"Image is over the limit of {max_pixels} pixels") from None
-    except (UnidentifiedImageError, *_UNDECODABLE):
-        raise InvalidInput("The image could not be decoded: send PNG or JPEG bytes") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise PayloadTooLarge(f"Image of {width}x{height} pixels is over the limit of {max_pixels} pixels")
-    conversion = Conversion((image.format or "image").lower(), width, height, image.mode)
-    try:
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-            image = Image.alpha_composite(background, image.convert("RGBA"))
-            conversion.steps.append("alpha composited on black")
-        image.load()
-        return _fit(image, conversion), conversion
-    except (*_UNDECODABLE, Image.DecompressionBombError):
-        raise InvalidInput("The image could not be decoded: send PNG or JPEG bytes") from None
+    """Decode and prepare an encoded image (any format Pillow reads). Blocking: call it off the event
+    loop for large inputs."""
+    planes = decode(data, max_pixels)
+    conversion = Conversion(planes.format, planes.width, planes.height, planes.mode)
+    if planes.mode != "L":
+        conversion.steps.append(f"grayscale from {planes.mode}")
+    return _prepared(planes.y, planes.alpha, orientation(data), conversion)
 
 
 def from_base64(text: str, max_pixels: int) -> tuple[np.ndarray, Conversion]:
@@ -118,12 +106,12 @@ def from_pixels(value: Any, max_pixels: int) -> tuple[np.ndarray, Conversion]:
         raise InvalidInput("Pixel values must be numbers from 0 to 255")
     mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
     conversion = Conversion("array", width, height, mode)
-    if mode == "L" and (height, width) == (SIDE, SIDE):
-        return array.astype(np.float32).reshape(SIDE, SIDE, 1), conversion
-    from PIL import Image
-
-    image = Image.fromarray(np.rint(array).astype(np.uint8))
-    if mode == "RGBA":
-        image = image.convert("RGB")
-        conversion.steps.append("alpha dropped")
-    return _fit(image, conversion), conversion
+    pixels = np.rint(array).astype(np.int32)
+    if mode == "L" and (height, width) == (SIDE, SIDE) and background_level(pixels) < LIGHT_BACKGROUND:
+        conversion.prepared = Preparation(background=background_level(pixels), dataset_style=True)
+        return array.astype(np.float32).reshape(SIDE, SIDE, 1), conversion  # the model's own input, as sent
+    if mode == "L":
+        return _prepared(pixels, None, 1, conversion)
+    conversion.steps.append(f"grayscale from {mode}")
+    y = luma(pixels[..., 0], pixels[..., 1], pixels[..., 2])
+    return _prepared(y, pixels[..., 3].astype(np.uint8) if mode == "RGBA" else None, 1, conversion)

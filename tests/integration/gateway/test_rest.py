@@ -214,44 +214,82 @@ def test_classify_png_upload_uses_the_repository_labels(gateway: Gateway) -> Non
     assert prediction["label"] == "three" and prediction["class_id"] == 3
     assert prediction["score"] == pytest.approx(0.82)
     assert prediction["probabilities"]["three"] == pytest.approx(0.82)
-    assert answer["conversions"] == [{"source": "png", "width": 28, "height": 28, "mode": "L", "converted": []}]
-
-
-def test_classify_converts_colour_and_size(gateway: Gateway) -> None:
-    colour = np.zeros((40, 56, 3), dtype=np.uint8)
-    colour[..., 1] = 200  # green: luma 0.587 * 200 = 117 -> class 4
-    jpeg = _png(np.full((60, 60), 100, dtype=np.uint8), "JPEG")
-    files = [("file", ("a.png", _png(colour), "image/png")), ("file", ("b.jpg", jpeg, "image/jpeg"))]
-    response = gateway.client.post("/v1/classify/cnn", files=files)
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    assert [p["class_id"] for p in answer["predictions"]] == [4, 3]
     assert answer["conversions"] == [
         {
             "source": "png",
-            "width": 56,
-            "height": 40,
-            "mode": "RGB",
-            "converted": ["grayscale from RGB", "resized 56x40 to 28x28"],
-        },
-        {"source": "jpeg", "width": 60, "height": 60, "mode": "L", "converted": ["resized 60x60 to 28x28"]},
+            "width": 28,
+            "height": 28,
+            "mode": "L",
+            "converted": [],
+            "prepared": {
+                "orientation": 1,
+                "alpha_background": None,
+                "background": 100,
+                "inverted": False,
+                "dataset_style": True,
+                "box": None,
+                "scaled_to": None,
+                "padded": None,
+            },
+        }
     ]
+
+
+def _mean_class(array: np.ndarray) -> int:
+    """The fake upstream's answer: the class is the mean intensity of what the model was sent."""
+    return int(np.clip(array.mean(), 0, 255) * 10 // 256)
+
+
+def test_classify_prepares_photos_and_reports_the_steps(gateway: Gateway) -> None:
+    from serving.gateway import images  # the definition the gateway runs (tests/unit/pictures checks its steps)
+
+    photo = np.full((40, 56, 3), 255, dtype=np.uint8)
+    photo[5:35, 10:25] = (0, 90, 0)  # a dark green object on white
+    jpeg = np.full((60, 60), 240, dtype=np.uint8)
+    jpeg[20:50, 30:45] = 100
+    pictures = [_png(photo), _png(jpeg, "JPEG")]
+    files = [("file", ("a.png", pictures[0], "image/png")), ("file", ("b.jpg", pictures[1], "image/jpeg"))]
+    response = gateway.client.post("/v1/classify/cnn?debug=1", files=files)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = [images.from_bytes(picture, 10_000) for picture in pictures]
+    assert [p["class_id"] for p in answer["predictions"]] == [_mean_class(array) for array, _ in expected]
+    first = answer["conversions"][0]
+    assert (first["source"], first["width"], first["height"], first["mode"]) == ("png", 56, 40, "RGB")
+    assert first["converted"] == [
+        "grayscale from RGB",
+        "light background (255) inverted",
+        "cropped to the object: 15x30 at (10, 5)",
+        "scaled to 14x28",
+        "padded to 28x28 (left 7, top 0, right 7, bottom 0)",
+    ]
+    assert first["prepared"]["box"] == [10, 5, 15, 30] and first["prepared"]["inverted"] is True
+    for conversion, (array, _) in zip(answer["conversions"], expected, strict=True):
+        seen = Image.open(
+            io.BytesIO(base64.b64decode(conversion["model_input"].removeprefix("data:image/png;base64,")))
+        )
+        np.testing.assert_array_equal(np.asarray(seen), array[..., 0])
+    plain = gateway.client.post("/v1/classify/cnn", files=files).json()
+    assert all("model_input" not in conversion for conversion in plain["conversions"])
 
 
 def test_classify_base64_arrays_and_raw_body(gateway: Gateway) -> None:
-    encoded = base64.b64encode(_png(np.full((28, 28), 250, dtype=np.uint8))).decode()
-    images = [
-        encoded,
-        "data:image/png;base64," + encoded,
-        [30] * 784,
-        [[60] * 28] * 28,
-        [[[0, 0, 255]] * 10] * 10,
-    ]
+    bright = np.zeros((28, 28), dtype=np.uint8)
+    bright[1:27, 1:27] = 255  # dataset-style (dark border): used as sent, mean 220 -> class 8
+    encoded = base64.b64encode(_png(bright)).decode()
+    blue = [[[0, 0, 255]] * 10] * 10
+    blue[4] = [[255, 255, 255]] * 10  # a light line across a dark blue picture: trimmed to it, all 255 rows
+    images = [encoded, "data:image/png;base64," + encoded, [30] * 784, [[60] * 28] * 28, blue]
     response = gateway.client.post("/v1/classify/cnn", json={"images": images})
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert [p["class_id"] for p in answer["predictions"]] == [9, 9, 1, 2, 1]
-    assert answer["conversions"][4]["converted"] == ["grayscale from RGB", "resized 10x10 to 28x28"]
+    assert [p["class_id"] for p in answer["predictions"]] == [8, 8, 1, 2, 1]
+    assert answer["conversions"][4]["converted"] == [
+        "grayscale from RGB",
+        "cropped to the object: 10x1 at (0, 4)",
+        "scaled to 28x3",
+        "padded to 28x28 (left 0, top 12, right 0, bottom 13)",
+    ]
     raw = gateway.client.post(
         "/v1/classify/cnn",
         content=_png(np.full((28, 28), 100, np.uint8)),
@@ -287,6 +325,11 @@ def test_classify_ensemble_reports_member_votes(gateway: Gateway) -> None:
             "A pixel array must be 784 values or [height][width] (optionally x1, x3 or x4 channels); got shape [3]",
         ),
         ({"image": [[300] * 28] * 28}, "Pixel values must be numbers from 0 to 255"),
+        (
+            {"image": [[[250, 250, 250]] * 10] * 10},
+            "The picture is all one colour (level 250): there is nothing to classify",
+        ),
+        ({"image": ""}, "The image is empty (0 bytes): send PNG or JPEG bytes"),
         ({"images": []}, "No images to classify"),
         ({"pictures": []}, 'Send {"image": ...} or {"images": [...]} (base64 strings or pixel arrays)'),
     ],

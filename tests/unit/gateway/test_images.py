@@ -29,11 +29,39 @@ def test_a_28x28_grayscale_png_is_used_as_sent() -> None:
     assert conversion.steps == []
 
 
-def test_colour_alpha_and_size_are_converted_and_reported() -> None:
-    rgba = Image.new("RGBA", (56, 56), (255, 255, 255, 255))
-    array, conversion = images.from_bytes(_encoded(rgba), LIMIT)
-    assert conversion.steps == ["alpha composited on black", "grayscale from RGBA", "resized 56x56 to 28x28"]
-    assert float(array.min()) == 255.0
+def test_a_photo_is_prepared_and_the_steps_reported() -> None:
+    """A dark object on a transparent-edged white RGBA: composited, grey, inverted, trimmed, fitted."""
+    rgba = np.full((60, 80, 4), 255, np.uint8)
+    rgba[10:50, 30:50, :3] = (40, 20, 90)
+    rgba[:, :3, 3] = 0  # a transparent strip at the left edge
+    array, conversion = images.from_bytes(_encoded(Image.fromarray(rgba, "RGBA")), LIMIT)
+    assert conversion.steps == [
+        "grayscale from RGBA",
+        "alpha composited on white",
+        "light background (255) inverted",
+        "cropped to the object: 20x40 at (30, 10)",
+        "scaled to 14x28",
+        "padded to 28x28 (left 7, top 0, right 7, bottom 0)",
+    ]
+    assert conversion.report()["prepared"] == {
+        "orientation": 1,
+        "alpha_background": "white",
+        "background": 255,
+        "inverted": True,
+        "dataset_style": False,
+        "box": [30, 10, 20, 40],
+        "scaled_to": [14, 28],
+        "padded": [7, 0, 7, 0],
+    }
+    assert array[:, 7:21].min() > 200 and array[:, :7].max() == array[:, 21:].max() == 0
+
+
+def test_the_model_input_as_a_png_data_url() -> None:
+    pixels = np.arange(784, dtype=np.float32).reshape(28, 28, 1) % 256
+    url = images.png_data_url(pixels)
+    assert url.startswith("data:image/png;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))))
+    np.testing.assert_array_equal(decoded, pixels[..., 0])
 
 
 def test_base64_and_data_urls() -> None:
@@ -46,10 +74,19 @@ def test_base64_and_data_urls() -> None:
 
 
 def test_pixel_arrays() -> None:
-    flat, conversion = images.from_pixels([i % 256 for i in range(784)], 10**6)
-    assert flat.shape == (28, 28, 1) and flat[0, 1, 0] == 1.0 and conversion.steps == []
-    small, conversion = images.from_pixels([[255] * 14] * 14, 10**6)
-    assert conversion.steps == ["resized 14x14 to 28x28"] and float(small.min()) == 255.0
+    flat, conversion = images.from_pixels([i % 256 * 0.5 for i in range(784)], 10**6)
+    assert flat.shape == (28, 28, 1) and flat[0, 1, 0] == 0.5 and conversion.steps == []  # as sent, unrounded
+    assert conversion.prepared is not None and conversion.prepared.dataset_style
+    light = [[255] * 28] * 28
+    light[5] = [0] * 28  # a dark line on white: a photo, not a dataset image, whatever its size
+    line, conversion = images.from_pixels(light, 10**6)
+    assert conversion.prepared is not None and conversion.prepared.inverted and conversion.prepared.box == (0, 5, 28, 1)
+    assert conversion.steps[-2:] == ["scaled to 28x1", "padded to 28x28 (left 0, top 13, right 0, bottom 14)"]
+    assert float(line[13].min()) == 255.0 and float(line.sum()) == 255.0 * 28
+    _, conversion = images.from_pixels([[[0, 0, 200]] * 3 + [[250, 250, 250]] * 7] * 10, 10**6)
+    assert conversion.steps[:2] == ["grayscale from RGB", "light background (250) inverted"]
+    with pytest.raises(InvalidInput, match="all one colour"):
+        images.from_pixels([[255] * 14] * 14, 10**6)
     with pytest.raises(InvalidInput, match="from 0 to 255"):
         images.from_pixels([[-1] * 28] * 28, 10**6)
     with pytest.raises(InvalidInput, match="regular nested list"):

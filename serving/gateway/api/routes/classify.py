@@ -3,17 +3,18 @@
 ``POST /v1/classify/{name}`` where name is a servable, a route or an ensemble, with one of:
 multipart/form-data (one or more image files), a raw ``image/png`` / ``image/jpeg`` body, or JSON
 ``{"image": ...}`` / ``{"images": [...]}`` whose items are base64 strings (data URLs too) or pixel
-arrays (28x28 or 784 values, 0..255; other sizes and colour are converted).
+arrays (28x28 or 784 values, 0..255). Pictures are prepared as docs/pictures.md says (the same
+steps as the SavedModels' ``serving_bytes`` signature); ``?debug=1`` adds the 28x28 the model saw.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
@@ -65,6 +66,33 @@ _BODY_DOC = {
         },
     }
 }
+_PREPARED = {
+    "type": ["object", "null"],
+    "description": "what preparation did (docs/pictures.md)",
+    "properties": {
+        "orientation": {"type": "integer", "description": "EXIF orientation applied (1: none)"},
+        "alpha_background": {"type": ["string", "null"], "enum": ["black", "white", None]},
+        "background": {"type": "integer", "description": "background level 0..255 (median of the border)"},
+        "inverted": {"type": "boolean"},
+        "dataset_style": {"type": "boolean", "description": "a 28x28 on a dark background: used unchanged"},
+        "box": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "object: x, y, width, height"},
+        "scaled_to": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "width, height"},
+        "padded": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "left, top, right, bottom"},
+    },
+}
+_CONVERSION = {
+    "type": "object",
+    "required": ["source", "width", "height", "mode", "converted", "prepared"],
+    "properties": {
+        "source": {"type": "string"},
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "mode": {"type": "string"},
+        "converted": {"type": "array", "items": {"type": "string"}},
+        "prepared": _PREPARED,
+        "model_input": {"type": "string", "description": "with ?debug=1: the 28x28 the model saw, PNG data URL"},
+    },
+}
 _ANSWER = {
     "type": "object",
     "required": ["model", "servable", "version", "degraded", "predictions", "conversions"],
@@ -86,7 +114,7 @@ _ANSWER = {
                 },
             },
         },
-        "conversions": {"type": "array", "items": {"type": "object"}},
+        "conversions": {"type": "array", "items": _CONVERSION},
         "members": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -130,11 +158,17 @@ def _decode_all(items: list[Any], max_pixels: int) -> list[tuple[np.ndarray, ima
 
 @router.post(
     "/v1/classify/{name}",
-    summary="Classify images (PNG/JPEG, base64 or pixel arrays)",
+    summary="Classify images (PNG/JPEG, base64 or pixel arrays), prepared like the training data",
     openapi_extra=_BODY_DOC,
     responses={**json_body(_ANSWER), **errors(400, 404, 413, 429, 503, 504)},
 )
-async def classify(name: str, request: Request, gateway: GatewayDep, call: CallDep) -> Response:
+async def classify(
+    name: str,
+    request: Request,
+    gateway: GatewayDep,
+    call: CallDep,
+    debug: Annotated[bool, Query(description="also return the 28x28 the model saw (PNG data URL)")] = False,
+) -> Response:
     call.method = "classify"
     limits = gateway.settings.limits
     items = await _items(request, limits.max_batch_size)
@@ -151,6 +185,9 @@ async def classify(name: str, request: Request, gateway: GatewayDep, call: CallD
     request_arrays = Predict(ModelSpec(name), {"image": np.stack([array for array, _ in decoded])})
     prediction, members = await gateway.predict_with_votes(request_arrays, call)
     answer = _answer(gateway, name, prediction, members, decoded, call)
+    if debug:
+        for report, (array, _) in zip(answer["conversions"], decoded, strict=True):
+            report["model_input"] = images.png_data_url(array)
     return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
 
