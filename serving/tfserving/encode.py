@@ -10,6 +10,7 @@ flat list of values; strings and empty dimensions take the value-by-value writer
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,10 @@ def _ind(depth: int) -> str:
     return _INDENTS[depth] if depth < len(_INDENTS) else indent(depth)
 
 
+_FLOAT32 = struct.Struct("<f")
+_SMALL = 64  # values; below this a Python loop beats numpy's per-call overhead
+
+
 def float_tokens(array: np.ndarray) -> list[str]:
     """``format_decimal`` over a float array (flattened, C order), vectorised where it can be."""
     flat = array.reshape(-1)
@@ -34,15 +39,21 @@ def float_tokens(array: np.ndarray) -> list[str]:
         flat = flat.astype(np.float32)
     double = flat.dtype == np.float64
     values = flat.tolist()
-    texts = [f"{v:.6g}" for v in values]
-    if not np.isfinite(flat).all():
+    texts = list(map("{:.6g}".format, values))
+    if "n" in "".join(texts):  # nan or inf somewhere: TF Serving's NaN / Infinity, value by value
         return [format_decimal(v, double) for v in values]
-    back = np.array([float(t) for t in texts], dtype=np.float64)
-    if not double:
-        back = back.astype(np.float32)
-    wide = "%.17g" if double else "%.9g"
-    for index in np.flatnonzero(back != flat).tolist():
-        texts[index] = wide % values[index]
+    wide = ("{:.17g}" if double else "{:.9g}").format  # when six digits lose precision
+    if len(texts) <= _SMALL:
+        if double:
+            texts = [t if float(t) == v else wide(v) for t, v in zip(texts, values, strict=True)]
+        else:
+            pack, unpack = _FLOAT32.pack, _FLOAT32.unpack
+            texts = [t if unpack(pack(float(t)))[0] == v else wide(v) for t, v in zip(texts, values, strict=True)]
+    else:
+        back = np.array(texts, dtype=np.float64)
+        mismatch = (back if double else back.astype(np.float32)) != flat
+        for index in np.flatnonzero(mismatch).tolist():
+            texts[index] = wide(values[index])
     return [t if "." in t or "e" in t else t + ".0" for t in texts]
 
 

@@ -72,15 +72,20 @@ async def answer(
 async def predict(
     backend: Backend, call: RestCall, body: bytes, context: Any, executor: Executor | None = None
 ) -> bytes:
-    offload = executor is not None and len(body) >= OFFLOAD_BYTES
+    pool = executor if executor is not None and len(body) >= OFFLOAD_BYTES else None
     with tracing.span("decode json", {"tensorgate.body_bytes": len(body)}):
-        document = await _run(executor if offload else None, decode.parse_json_object, body)
-        spec = call.spec(decode.signature_name_of(document))
-        dtypes = await backend.input_dtypes(spec, context)
-        bools = decode.may_hold_bools(body)
-        parsed = await _run(executor if offload else None, decode.decode_predict_request, document, dtypes, bools)
-        del document  # thousands of small lists: let them go before waiting for the model
-    spec.signature = parsed.signature_name
+        numeric = await _run(pool, decode.NumericBody.read, body)
+        parsed = None
+        if numeric is not None:
+            spec = call.spec(numeric.signature_name)
+            parsed = numeric.decode(await backend.input_dtypes(spec, context))
+        if parsed is None:
+            document = await _run(pool, decode.parse_json_object, body)
+            spec = call.spec(decode.signature_name_of(document))
+            dtypes = await backend.input_dtypes(spec, context)
+            bools = decode.may_hold_bools(body)
+            parsed = await _run(pool, decode.decode_predict_request, document, dtypes, bools)
+            del document  # thousands of small lists: let them go before waiting for the model
     prediction = await backend.predict(Predict(spec, parsed.inputs), context)
     size = sum(array.size for array in prediction.outputs.values()) * 8
     big = executor is not None and size >= OFFLOAD_BYTES

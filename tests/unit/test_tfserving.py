@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import orjson
 import pytest
@@ -154,3 +157,73 @@ def test_the_slicing_writer_gives_the_value_by_value_writers_bytes(
         double = first.dtype == np.float64
         expected = [values.format_decimal(float(v), double) for v in first.astype(np.float64).reshape(-1).tolist()]
         assert encode.float_tokens(first) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [[[0], [12]], [[255], [3]]]}',
+        b'{"instances":[1,2,3]}',
+        b' {\n "inputs" : [[1.5, -2e3], [0.25, 7]] } ',
+        b'{"signature_name": "serving_default", "instances": [[1, 2]]}',
+        b'{"instances": [[1, 2]], "signature_name": "other_sig"}',
+        b'{"instances": [[16777216, 1]]}',
+        b'{"instances": [[1, 2], [3]]}',
+        b'{"instances": [[1, 2], [3, 4, 5]]}',
+        b'{"instances": [[[1]], [2]]}',
+        b'{"instances": [[1,,2]]}',
+        b'{"instances": [01, 2]}',
+        b'{"instances": [1.5e400]}',
+        b'{"instances": []}',
+        b'{"instances": [[]]}',
+        b'{"instances": [1, 2',
+        b'{"signature_name": "a", "instances": [1], "signature_name": "b"}',
+    ],
+)
+@pytest.mark.parametrize("dtype", [values.DT_FLOAT, values.DT_DOUBLE, values.DT_INT64, values.DT_UINT32])
+def test_the_numeric_reader_agrees_with_the_general_decoder(body: bytes, dtype: int) -> None:
+    """Same arrays (dtype, shape, values) or, where the general decoder raises, no answer of its own."""
+    try:
+        expected = _decode(body, {"x": dtype})
+    except Exception:
+        expected = None
+    numeric = decode.NumericBody.read(body)
+    fast = numeric.decode({"x": dtype}) if numeric is not None else None
+    if expected is None:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast.signature_name == expected.signature_name
+        assert fast.request_format is expected.request_format
+        np.testing.assert_array_equal(fast.inputs["x"], expected.inputs["x"])
+        assert fast.inputs["x"].dtype == expected.inputs["x"].dtype
+        assert fast.inputs["x"].shape == expected.inputs["x"].shape
+
+
+def test_the_numeric_reader_takes_the_usual_image_body() -> None:
+    body = orjson.dumps({"instances": np.arange(784).reshape(1, 28, 28, 1).tolist()})
+    numeric = decode.NumericBody.read(body)
+    assert numeric is not None and numeric.shape == (1, 28, 28, 1)
+    parsed = numeric.decode({"image": values.DT_FLOAT})
+    assert parsed is not None and parsed.inputs["image"].dtype == np.float32
+    np.testing.assert_array_equal(parsed.inputs["image"].reshape(-1), np.arange(784))
+
+
+numbers = st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False, width=64))
+nested = st.recursive(st.lists(numbers, max_size=4), lambda inner: st.lists(inner, max_size=3), max_leaves=24)
+regular = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=3).flatmap(
+    lambda shape: hnp.arrays(np.int64, shape, elements=st.integers(-(2**30), 2**30)).map(lambda a: a.tolist())
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    value=st.one_of(nested, regular),
+    key=st.sampled_from(["instances", "inputs"]),
+    spaced=st.booleans(),
+    dtype=st.sampled_from([values.DT_FLOAT, values.DT_DOUBLE, values.DT_INT64]),
+)
+def test_the_numeric_reader_agrees_on_any_nesting(value: Any, key: str, spaced: bool, dtype: int) -> None:
+    document = {key: value}
+    body = json.dumps(document).encode() if spaced else orjson.dumps(document)
+    test_the_numeric_reader_agrees_with_the_general_decoder(body, dtype)
