@@ -7,6 +7,8 @@ last value, as TensorFlow does; strings travel as ``string_val``.
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,8 @@ _NUMPY_BY_DTYPE: dict[int, tuple[np.dtype[Any], str]] = {
 }
 DT_STRING = DT["DT_STRING"].number
 _DTYPE_BY_NUMPY: dict[np.dtype[Any], int] = {np_dtype: number for number, (np_dtype, _) in _NUMPY_BY_DTYPE.items()}
+_NATIVE_IS_LITTLE = sys.byteorder == "little"
+_LITTLE_ENDIAN = {np_dtype: np_dtype.newbyteorder("<") for np_dtype, _ in _NUMPY_BY_DTYPE.values()}
 
 
 def dtype_name(number: int) -> str:
@@ -74,7 +78,7 @@ def shape_of(tensor: Any) -> tuple[int, ...]:
 def to_numpy(tensor: Any) -> np.ndarray:
     """Decode a TensorProto. Raises InvalidInput when its content does not fit its shape or dtype."""
     shape = shape_of(tensor)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if tensor.dtype == DT_STRING:
         strings = np.array(list(tensor.string_val), dtype=object)
         return _fill(strings, count, shape, np.dtype(object), b"")
@@ -88,7 +92,8 @@ def to_numpy(tensor: Any) -> np.ndarray:
                 f"tensor_content holds {len(content)} bytes, but shape {list(shape)} of "
                 f"{dtype_name(tensor.dtype)} needs {count * np_dtype.itemsize}"
             )
-        return np.frombuffer(content, dtype=np_dtype.newbyteorder("<")).astype(np_dtype).reshape(shape)
+        # a view of the message's bytes (read-only) when the machine is little-endian, as TF's is
+        return np.frombuffer(content, dtype=_LITTLE_ENDIAN[np_dtype]).astype(np_dtype, copy=False).reshape(shape)
     raw = getattr(tensor, field)
     values: np.ndarray
     if np_dtype == np.float16:
@@ -127,5 +132,8 @@ def from_numpy(array: Any, out: Any = None) -> Any:
             item if isinstance(item, bytes) else str(item).encode("utf-8") for item in array.reshape(-1)
         )
     else:
-        tensor.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        if _NATIVE_IS_LITTLE and array.dtype.isnative:
+            tensor.tensor_content = array.tobytes()  # C order, whatever the array's strides
+        else:
+            tensor.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
     return tensor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -33,8 +34,8 @@ class JsonFormatter(logging.Formatter):
 class AccessLog:
     """Request metrics and one JSON line per request, for both fronts.
 
-    Lines go straight to stderr as one write: building a LogRecord and passing it through handlers
-    costs about 0.2 ms, a sizeable share of a request through the gateway.
+    Lines go straight to stderr's buffer, flushed once per turn of the event loop: building a LogRecord
+    and passing it through handlers costs about 0.2 ms, a sizeable share of a request through the gateway.
     """
 
     def __init__(self, metrics: Metrics, enabled: bool, stream: IO[bytes] | None = None) -> None:
@@ -43,6 +44,7 @@ class AccessLog:
         self._stream = stream if stream is not None else getattr(sys.stderr, "buffer", None)
         self._counters: dict[tuple[str, str, str, str], Any] = {}
         self._histograms: dict[tuple[str, str, str], Any] = {}
+        self._flush_pending = False
 
     def record(self, protocol: str, verb: str, route: str, status: int | str, call: CallContext) -> None:
         latency = time.perf_counter() - call.started
@@ -76,7 +78,24 @@ class AccessLog:
             ACCESS.info("access", extra={"fields": fields})
             return
         self._stream.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
-        self._stream.flush()
+        if not self._flush_pending:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """One write per turn of the event loop, however many requests it finished (each line is whole
+        in the buffer, so lines never interleave); at once when no loop runs."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._stream is not None:
+            self._stream.flush()
 
 
 def configure_logging(level: str) -> None:

@@ -68,6 +68,7 @@ class Target:
         }
         self.failures = 0
         self.ejected = False
+        self.answered: dict[str, Any] = {}  # method -> its "OK" calls counter, looked up once
 
 
 def upstream_error(error: grpc.aio.AioRpcError, servable: str) -> ServingError:
@@ -193,7 +194,11 @@ class Upstream:
                 backoff = min(backoff * 2, self._retry.backoff_max_s)
             else:
                 target.failures = 0
-                self._metrics.upstream_calls.labels(self.name, target.address, method, "OK").inc()
+                counter = target.answered.get(method)
+                if counter is None:
+                    counter = self._metrics.upstream_calls.labels(self.name, target.address, method, "OK")
+                    target.answered[method] = counter
+                counter.inc()
                 if tracing.recording():
                     tracing.event("attempt", {"attempt": attempt + 1, "server.address": target.address, "code": "OK"})
                 return response
