@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from serving.gateway import workers
 from serving.gateway.config import ConfigError, load_settings
 from serving.http_timeouts import timed_http_protocol
 
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["upstreams"] = {"default": {"targets": arguments.upstream.split(",")}}
     try:
         settings = load_settings(arguments.config, **overrides)
+        loop = event_loop(settings.server.event_loop)
+        if settings.server.workers > 1 and not workers.is_worker():
+            return workers.supervise(settings.server.workers, sys.argv[1:] if argv is None else argv)
         from serving.gateway.accesslog import configure_logging
         from serving.gateway.main import create_app
 
@@ -51,20 +55,41 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"invalid gateway config: {error}", file=sys.stderr)
         return 2
-    log.info("gateway starting: http %s:%s, grpc %s", settings.host, settings.http_port, settings.grpc_port)
+    log.info(
+        "gateway starting: http %s:%s, grpc %s, %s event loop",
+        settings.host,
+        settings.http_port,
+        settings.grpc_port,
+        loop,
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.http_port,
-        loop="asyncio",  # grpc.aio and uvicorn share this loop
+        loop=loop,  # grpc.aio and uvicorn share this loop
         http=timed_http_protocol(settings.timeouts.header_read_s),  # httptools, with a header timeout
         ws="none",  # no websockets: nothing to import for them
         access_log=False,  # ours is structured: serving.gateway.accesslog
+        server_header=False,  # "server: uvicorn" says nothing a client needs
         log_config=None,
         timeout_graceful_shutdown=int(settings.timeouts.shutdown_grace_s) or None,
     )
-    _Server(config, app, settings.timeouts.shutdown_grace_s).run()
+    sockets = [workers.reuseport_socket(settings.host, settings.http_port)] if workers.is_worker() else None
+    _Server(config, app, settings.timeouts.shutdown_grace_s).run(sockets=sockets)
     return 0
+
+
+def event_loop(choice: str) -> str:
+    """uvloop (grpc.aio runs on it; measured faster, docs/loadtest.md) unless asked for asyncio or not installed."""
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("server.event_loop: uvloop is not installed (pip install uvloop)") from None
+        return "asyncio"
+    return "uvloop"
 
 
 class _Server(uvicorn.Server):

@@ -91,6 +91,17 @@ class LimitsConfig(_Section):
     max_image_pixels: int = Field(4096 * 4096, gt=0, description="uploads over width*height get 413")
 
 
+class ServerConfig(_Section):
+    """How the process runs: chosen by measurement (docs/loadtest.md, "The gateway's process settings")."""
+
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="auto: uvloop when installed, else asyncio"
+    )
+    gc_freeze: bool = Field(True, description="after start, keep start-up objects out of the collector's way")
+    gc_threshold: int = Field(700, ge=0, description="the collector's first-generation threshold (Python's 700)")
+    workers: int = Field(1, ge=1, le=64, description="processes serving both ports (SO_REUSEPORT)")
+
+
 class CorsConfig(_Section):
     """Cross-origin access for pages hosted elsewhere (the gateway's own /playground needs none)."""
 
@@ -177,6 +188,7 @@ class Settings(BaseSettings):
     batching: BatchingConfig = Field(default_factory=lambda: BatchingConfig.model_validate({}))
     cors: CorsConfig = Field(default_factory=lambda: CorsConfig.model_validate({}))
     tracing: TracingConfig = Field(default_factory=lambda: TracingConfig.model_validate({}))
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig.model_validate({}))
     api_keys: list[SecretStr] = Field(default_factory=list, description="empty: no auth")
     api_key_header: str = "x-api-key"
     request_key_header: str = "x-request-key"
@@ -201,6 +213,8 @@ class Settings(BaseSettings):
         for servable, upstream in self.servables.items():
             if upstream not in self.upstreams:
                 raise ValueError(f"servables.{servable}: unknown upstream {upstream!r}")
+        if self.server.workers > 1 and (self.http_port == 0 or self.grpc_port == 0):
+            raise ValueError("server.workers: several workers share fixed ports; http_port and grpc_port cannot be 0")
         clashes = set(self.routes) & set(self.ensembles)
         if clashes:
             raise ValueError(f"routes and ensembles share names: {sorted(clashes)}")

@@ -60,7 +60,10 @@ class GrpcFront:
         self._request_key = settings.request_key_header.lower()
         self._request_s = settings.timeouts.request_s
         self._max_tensor_bytes = settings.channel.max_message_bytes
-        self.server = grpc.aio.server(options=channel_options(settings)[:2])
+        options = channel_options(settings)[:2]
+        if settings.server.workers > 1:  # every worker binds the port (gRPC's Linux default, made explicit)
+            options.append(("grpc.so_reuseport", 1))
+        self.server = grpc.aio.server(options=options)
         self.health = health_aio.HealthServicer()
         self.port = 0
         self._stopping: asyncio.Future[None] | None = None

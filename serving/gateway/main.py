@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> GatewayApp:
         if front is not None:
             await front.start()
         app.state.grpc_front = front
+        _tune_collector(settings)
         try:
             yield
         finally:
@@ -70,6 +72,15 @@ def create_app(settings: Settings) -> GatewayApp:
         front.wrap(tracing.HttpSpans)  # inside CORS: preflights are not traced
     _install_cors(front, settings)
     return front
+
+
+def _tune_collector(settings: Settings) -> None:
+    """Once started: every object made so far (FastAPI, pydantic, protobuf, grpc; about a million) lives
+    as long as the process, so the collector need not walk it again on every full collection."""
+    gc.set_threshold(settings.server.gc_threshold, *gc.get_threshold()[1:])
+    if settings.server.gc_freeze:
+        gc.collect()
+        gc.freeze()
 
 
 def _install_cors(front: GatewayApp, settings: Settings) -> None:
