@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         stop_all()
+        shutil.rmtree(work, ignore_errors=True)
     results["cpu"] = _cpu_name()
     print(json.dumps(results))
     if args.out:

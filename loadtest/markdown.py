@@ -62,6 +62,28 @@ def summary(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def gateway_cpu(measured: dict[str, Any]) -> list[str]:
+    if not measured:
+        return []
+    if not measured.get("runs"):
+        return ["", f"Gateway CPU per request (fake upstream): {measured.get('error', 'not measured')}."]
+    lines = [
+        "",
+        "Gateway CPU per request against the fake upstream (`python -m loadtest.gateway_cpu`: single-image "
+        "requests, the gateway's user + system CPU time over the requests, median of the rounds):",
+        "",
+        "| protocol | connections | CPU us / request | rounds | req/s |",
+        "|---|---|---|---|---|",
+    ]
+    for run in measured["runs"]:
+        rounds = ", ".join(f"{value:.0f}" for value in run["us_per_request_rounds"])
+        lines.append(
+            f"| {run['protocol']} | {run['connections']} | {run['us_per_request']:.0f} | {rounds} | "
+            f"{run['requests_per_s']:,.0f} |"
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     machine, settings = results["machine"], results["settings"]
     validity = results.get("validity_note", "")
@@ -98,6 +120,7 @@ def render(results: dict[str, Any]) -> str:
     if ceiling:
         text = f"{ceiling['images_per_s']:,.0f} images/s" if "images_per_s" in ceiling else ceiling.get("error", "")
         lines += ["", f"In-process ceiling (model server's TensorFlow runtime, batch 64, no server): {text}."]
+    lines += gateway_cpu(results.get("gateway_cpu") or {})
     lines += ["", "## Summary: each target at its peak", "", *summary(results)]
     lines += [
         "",

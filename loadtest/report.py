@@ -216,6 +216,17 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"gateway {images or 0:.0f} images/s, in-process {ceiling or 0:.0f} images/s",
         )
     )
+    rest = gateway_cpu_run(results, "rest", 32)
+    found.append(
+        _goal(
+            "gateway_cpu_per_request",
+            "gateway CPU per single-image REST predict <= 400 us (fake upstream, 32 connections)",
+            rest["us_per_request"] if rest else None,
+            400.0,
+            True,
+            gateway_cpu_detail(results),
+        )
+    )
     return found
 
 
@@ -249,6 +260,21 @@ def _v2_goals(results: dict[str, Any], rate: Any) -> list[dict[str, Any]]:
             f"gateway-v2-grpc {v2_grpc or 0:.0f} req/s, gateway-grpc {grpc or 0:.0f} req/s (peaks)",
         ),
     ]
+
+
+def gateway_cpu_run(results: dict[str, Any], protocol: str, connections: int) -> dict[str, Any] | None:
+    runs = (results.get("gateway_cpu") or {}).get("runs", [])
+    return next((r for r in runs if r["protocol"] == protocol and r["connections"] == connections), None)
+
+
+def gateway_cpu_detail(results: dict[str, Any]) -> str:
+    measured = results.get("gateway_cpu") or {}
+    if not measured.get("runs"):
+        return measured.get("error", "not measured")
+    return ", ".join(
+        f"{run['protocol']} x{run['connections']} connections {run['us_per_request']:.0f} us"
+        for run in measured["runs"]
+    )
 
 
 def write(results: dict[str, Any], directory: Path) -> None:

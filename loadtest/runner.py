@@ -22,7 +22,7 @@ import httpx
 
 from loadtest import machine, payloads, procs, profile, report
 from loadtest import targets as servers
-from loadtest.targets import API_KEY, CEILING, ENSEMBLE_MEMBERS, TARGETS, Server, Target, latest
+from loadtest.targets import API_KEY, CEILING, ENSEMBLE_MEMBERS, GATEWAY_CPU, TARGETS, Server, Target, latest
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STEP_OVERHEAD_S = 4.0  # Locust's start and stop around each step, for the time-left estimate
@@ -210,6 +210,7 @@ class Run:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "targets": {},
             "ceiling": None,
+            "gateway_cpu": None,
         }
 
     def fail(self, target: Target, status: str, reason: str) -> None:
@@ -331,6 +332,8 @@ class Run:
         self.group([t for t in self.selected if t.server in ("modelserver", "gateway")], lambda: self.start_stack(onnx))
         if CEILING in settings.targets:
             self.ceiling()
+        if GATEWAY_CPU in settings.targets:
+            self.gateway_cpu()
         return self.dir
 
     def start_stack(self, onnx: Path | None) -> dict[str, Server]:
@@ -373,6 +376,19 @@ class Run:
             self.results["ceiling"] = json.loads(done.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
             self.results["ceiling"] = {"error": f"exit {done.returncode}: {procs.tail(log)}"}
+
+    def gateway_cpu(self) -> None:
+        requests = 1000 if self.settings.quick else 4000
+        self.settings.log(f"gateway CPU per request against the fake upstream: {requests} requests x 3 rounds")
+        out, log = self.dir / "gateway_cpu.json", self.logs / "gateway_cpu.log"
+        command = [sys.executable, "-m", "loadtest.gateway_cpu", "--requests", str(requests), "--out", str(out)]
+        command += ["--connections", "1,32"]
+        with log.open("wb") as stream:
+            done = subprocess.run(command, cwd=procs.ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=900)
+        if done.returncode == 0 and out.is_file():
+            self.results["gateway_cpu"] = json.loads(out.read_text())
+        else:
+            self.results["gateway_cpu"] = {"error": f"exit {done.returncode}: {procs.tail(log)}"}
 
     def finish(self, interrupted: bool) -> None:
         self.results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

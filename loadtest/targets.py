@@ -55,7 +55,8 @@ TARGETS: dict[str, Target] = {
     )
 }
 CEILING = "inprocess-batch64"  # the runtime called in-process at batch 64 (not a Locust target)
-ALL_NAMES = (*TARGETS, CEILING)
+GATEWAY_CPU = "gateway-cpu"  # the gateway's CPU per request against the fake upstream (loadtest.gateway_cpu)
+ALL_NAMES = (*TARGETS, CEILING, GATEWAY_CPU)
 ENSEMBLE_MEMBERS = ("cnn", "lstm", "transformer")
 
 

@@ -70,6 +70,8 @@ def test_quick_run_writes_every_file_and_the_numbers_parse_back(quick_repo: Path
             assert rows[-1]["Name"] == "Aggregated"
     assert results["targets"]["gateway-rest"]["at_70pct"]["target_rps"] > 0
     assert results["ceiling"]["images_per_s"] > 0
+    cpu = {(run["protocol"], run["connections"]): run["us_per_request"] for run in results["gateway_cpu"]["runs"]}
+    assert set(cpu) == {("rest", 1), ("rest", 32), ("grpc", 1), ("grpc", 32)} and all(v > 0 for v in cpu.values())
     assert [goal["id"] for goal in results["goals"]][:2] == ["gateway_vs_handmade", "gateway_vs_naive"]
     handmade = results["goals"][0]
     assert handmade["value"] == pytest.approx(

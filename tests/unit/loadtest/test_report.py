@@ -66,6 +66,24 @@ def results(quick: bool = False) -> dict[str, Any]:
             "gateway-rest-int8": {**_target([]), "status": "skipped", "reason": "no cnn_int8"},
         },
         "ceiling": {"images_per_s": 2000.0},
+        "gateway_cpu": {
+            "runs": [
+                {
+                    "protocol": "rest",
+                    "connections": 1,
+                    "us_per_request": 700.0,
+                    "us_per_request_rounds": [700.0],
+                    "requests_per_s": 900.0,
+                },
+                {
+                    "protocol": "rest",
+                    "connections": 32,
+                    "us_per_request": 380.0,
+                    "us_per_request_rounds": [380.0],
+                    "requests_per_s": 2400.0,
+                },
+            ]
+        },
     }
 
 
@@ -81,6 +99,8 @@ def test_goals_are_ratios_judged_met_or_missed() -> None:
     assert goals["gateway-rest_added_p50"]["value"] == pytest.approx(0.5)
     assert goals["tail_at_70pct"]["value"] == pytest.approx(5.0) and goals["tail_at_70pct"]["met"] is False
     assert goals["batch_vs_ceiling"]["value"] == pytest.approx(20 * 64 / 2000) and goals["batch_vs_ceiling"]["met"]
+    cpu = goals["gateway_cpu_per_request"]
+    assert cpu["value"] == 380.0 and cpu["met"] and "rest x1 connections 700 us" in cpu["detail"]
 
 
 def test_missing_measurements_are_not_judged() -> None:
@@ -90,6 +110,8 @@ def test_missing_measurements_are_not_judged() -> None:
     goals = {goal["id"]: goal for goal in report.goals(partial)}
     assert goals["gateway_vs_handmade"]["met"] is None
     assert goals["gateway-rest_vs_peer"]["met"] is None
+    del partial["gateway_cpu"]
+    assert report.goals(partial)[-1]["met"] is None
     assert markdown.verdict(goals["gateway_vs_handmade"], "") == "not measured"
 
 
@@ -114,6 +136,7 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     assert "| 16 | 2,500.0 | 2,500 | 6.00 |" in text  # handmade's second step
     assert "gateway-rest at 70% of peak: p99 <= 4x p50 | 5.00 | 4 | **missed** |" in text
     assert "Status: skipped." in text
+    assert "| rest | 32 | 380 | 380 | 2,400 |" in text
 
 
 def test_command_line_values() -> None:
