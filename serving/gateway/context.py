@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import random
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
