@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import grpc
@@ -33,12 +34,10 @@ def test_two_workers_share_both_ports_and_stop_cleanly(tmp_path: Path) -> None:
         gateway.wait_ready()
         workers = psutil.Process(gateway.pid).children()
         assert len(workers) == 2
-        listening = {
-            connection.pid
-            for connection in psutil.net_connections("tcp")
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port in (gateway.port, gateway.grpc_port)
-        }
-        assert listening == {worker.pid for worker in workers}  # both workers hold both ports
+        deadline = time.monotonic() + 60  # the first worker ready makes /readyz answer; the other may be starting
+        while _listening(gateway) != {worker.pid for worker in workers} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _listening(gateway) == {worker.pid for worker in workers}  # both workers hold both ports
         for _ in range(20):  # a new connection each time: the kernel spreads them over the workers
             answer = httpx.post(f"{gateway.url}/v1/models/cnn:predict", json=image_instances(100.0), timeout=10)
             assert answer.status_code == 200 and answer.json()["predictions"][0]["class_id"] == 3
@@ -53,6 +52,15 @@ def test_two_workers_share_both_ports_and_stop_cleanly(tmp_path: Path) -> None:
         upstream.stop()
     assert status == 0
     assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+
+
+def _listening(gateway: Gateway) -> set[int]:
+    """Pids holding both of the gateway's ports."""
+    holders: dict[int, set[int]] = {gateway.port: set(), gateway.grpc_port: set()}
+    for connection in psutil.net_connections("tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port in holders and connection.pid:
+            holders[connection.laddr.port].add(connection.pid)
+    return holders[gateway.port] & holders[gateway.grpc_port]
 
 
 def test_workers_need_fixed_ports() -> None:
