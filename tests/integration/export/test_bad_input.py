@@ -59,7 +59,7 @@ def test_failed_conversion_leaves_nothing_and_others_go_on(
     real = tflite.convert
 
     def convert(saved_model: Path, format_name: str, calibration: object) -> bytes:
-        if format_name == "fp16" and saved_model.parent.name == "cnn":
+        if format_name == "dynamic" and saved_model.parent.name == "cnn":
             raise ExportError("TFLite converter: op FOO is neither a custom op nor a flex op")
         return real(saved_model, format_name, calibration)  # type: ignore[arg-type]
 
@@ -67,9 +67,12 @@ def test_failed_conversion_leaves_nothing_and_others_go_on(
     code = cli.main(["--repo", str(small_repo), "--models", "cnn", "--formats", "fp16", "dynamic", *FAST])
     out = capsys.readouterr()
     assert code == 1
-    assert "export: FAILED cnn fp16: TFLite converter: op FOO is neither a custom op nor a flex op" in out.err
-    assert not (small_repo / "cnn_fp16").exists()
+    assert "export: FAILED cnn dynamic: TFLite converter: op FOO is neither a custom op nor a flex op" in out.err
+    assert not (small_repo / "cnn_dynamic").exists()
     assert not list(small_repo.rglob(".staging-*"))
-    assert (small_repo / "cnn_dynamic" / "1" / "model.tflite").is_file()
+    assert (small_repo / "cnn_fp16" / "1" / "model.tflite").is_file()
+    # The variant that goes on is float16: its answers match the SavedModel's on every one of the 50
+    # images, so it passes the 99% agreement bar and is served. (Dynamic-range int8 of a quick model can
+    # disagree on 1 image of 50, which flags it and leaves it out of the config, as it should.)
     served = (small_repo / "modelserver.config").read_text()
-    assert '"cnn_dynamic"' in served and "cnn_fp16" not in served
+    assert '"cnn_fp16"' in served and "cnn_dynamic" not in served
