@@ -30,6 +30,7 @@ ROOT_FILES = (
     "tensorflow_serving/apis/model_service.proto",
     "tensorflow_serving/apis/prediction_log.proto",
     "tensorflow_serving/config/model_server_config.proto",
+    "tensorflow_serving/config/platform_config.proto",
 )
 DEFAULT_OUTPUT = Path(__file__).with_name("tfserving.binpb")
 # The v2 protocol's files, as tritonclient names them (proto file -> generated module in the wheel).

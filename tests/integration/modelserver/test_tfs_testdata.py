@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -16,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving import protos
 from serving.tensors import from_numpy, to_numpy
-from tests.integration.modelserver.conftest import ROOT, RunningServer
+from tests.integration.modelserver.conftest import RunningServer
 
 pytestmark = pytest.mark.slow
 
@@ -434,34 +432,6 @@ def test_prometheus_metrics(http) -> None:
         in text
     )
     assert ':tensorflow:serving:batching:processed_batch_size_count{model_name="half_plus_two"' in text
-
-
-def test_bad_config_is_rejected_at_start(tfs_testdata: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "serving.modelserver",
-            f"--model_config_file={tfs_testdata / 'bad_model_config.txt'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=60,
-    )
-    assert result.returncode == 1
-    assert b"Failed to start server" in result.stderr
-    assert b"bad_model_config.txt is not valid text format" in result.stderr
-
-
-def test_unknown_flag_is_rejected() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "serving.modelserver", "--model_base_path=/tmp", "--no_such_flag=1"],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert b"Unknown command line flag 'no_such_flag'" in result.stderr
 
 
 def test_error_bodies_are_valid_json(http) -> None:

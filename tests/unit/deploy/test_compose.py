@@ -200,5 +200,7 @@ def test_model_server_parses_the_tf_serving_command_lines() -> None:
     k8s_arguments = tfserving["spec"]["template"]["spec"]["containers"][0]["args"]
     for arguments in (services["tfserving"]["command"], services["modelserver"]["command"], k8s_arguments):
         parsed = flags.parse(arguments)
-        assert (parsed.port, parsed.rest_api_port, parsed.enable_batching) == (8500, 8501, True)
-        assert parsed.monitoring_config_file == "/models/monitoring.config"
+        assert parsed.ok and parsed.unknown == [], arguments
+        values = parsed.flags
+        assert (values.port, values.rest_api_port, values.enable_batching) == (8500, 8501, True)
+        assert values.monitoring_config_file == "/models/monitoring.config"
