@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from serving import protos
-from serving.errors import InvalidInput, NotFound, ServingError, Unavailable
+from serving.errors import InvalidInput, NotFound, ServingError
 from serving.modelserver import runtimes
 from serving.modelserver.metrics import Metrics
 
@@ -305,8 +305,9 @@ class ServableManager:
                 if entry is not None:
                     entry.inflight += 1
                     return entry
-                if any(v.state in (START, LOADING) for v in served.versions.values()):
-                    raise Unavailable(f"Servable not found for request: {request_string(name, version)}")
+            # NOT_FOUND also while a version is still loading: the manager only hands out AVAILABLE
+            # servables (basic_manager.cc GetServableHandle; tensorflow_model_server_test.py's
+            # WaitForServerReady relies on it).
             raise NotFound(f"Servable not found for request: {request_string(name, version)}")
 
     def status(self, name: str, version: int | None = None) -> list[tuple[int, int, ServingError | None]]:
@@ -321,6 +322,18 @@ class ServableManager:
                 raise NotFound(f"Could not find version {version} of model {name}")
             versions = {version: versions[version]}
         return [(v.version, v.state, v.error) for _, v in sorted(versions.items(), reverse=True)]
+
+    def failed_new_models(self, known: set[str]) -> list[str]:
+        """Models not in ``known`` that have versions but none AVAILABLE after a reload, as
+        ServableId::DebugString prints them (``{name: m version: 3}``)."""
+        with self._lock:
+            failed = []
+            for name, served in sorted(self._models.items()):
+                versions = served.versions.values()
+                if name in known or not versions or any(v.state == AVAILABLE for v in versions):
+                    continue
+                failed += [f"{{name: {name} version: {v.version}}}" for v in versions if v.error is not None]
+            return failed
 
     def available(self) -> list[ServableVersion]:
         with self._lock:

@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 
 from serving import protos, tracing
@@ -311,18 +312,40 @@ class ModelServer:
         return response
 
     async def reload_config(self, request: Any) -> Any:
-        from serving.modelserver.config import ConfigError, validate_model_server_config
+        """model_service_impl.cc HandleReloadConfigRequest and server_core.cc ReloadConfig, in their words."""
+        from serving.modelserver.config import ConfigError, model_platform, validate_model_server_config
 
         response = protos.ReloadConfigResponse()
         config = request.config
-        if config.WhichOneof("config") != "model_config_list":
-            raise InvalidInput("ServerCore::ReloadConfig: only model_config_list is supported")
+        choice = config.WhichOneof("config")
+        if choice is None:
+            log.info("Taking no action for empty config.")
+            return response
+        if choice != "model_config_list":
+            raise InvalidInput(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                "Only ModelConfigList is currently supported"
+            )
+        old_names = set(self.manager.model_names())
         try:
-            validate_model_server_config(config, "ReloadConfigRequest")
+            validate_model_server_config(config)
+            for model in config.model_config_list.config:
+                old = self.manager.config_of(model.name)
+                if old is not None and model_platform(old) != model_platform(model):
+                    raise ConfigError(
+                        f"Illegal to change a model's platform. For model {model.name} platform was "
+                        f"{model_platform(old)} and new platform requested is {model_platform(model)}"
+                    )
         except ConfigError as error:
-            raise InvalidInput(str(error)) from None
+            log.error("ReloadConfig failed: %s", error.message)
+            raise ServingError.from_code(getattr(grpc.StatusCode, error.code), error.message) from None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.manager.set_config, config)
+        failed = self.manager.failed_new_models(old_names)
+        if failed:  # ServerCore::WaitUntilModelsAvailable
+            message = "Some models did not become available: {" + "".join(f"{f}, " for f in failed) + "}"
+            log.error("ReloadConfig failed: %s", message)
+            raise ServingError.from_code(grpc.StatusCode.UNKNOWN, message)
         response.status.error_code = 0
         return response
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from serving import protos
-from serving.errors import InvalidInput, NotFound, Unavailable
+from serving.errors import InvalidInput, NotFound
 from serving.modelserver import manager as manager_module
 from serving.modelserver import runtimes
 from serving.modelserver.app import _poll_config_file
@@ -100,7 +100,10 @@ def test_unload_waits_for_in_flight_requests(tmp_path: Path, fake_runtime) -> No
     assert old.state == END and model.closed
 
 
-def test_loading_model_answers_unavailable_and_labels_resolve(tmp_path: Path, fake_runtime) -> None:
+def test_loading_model_answers_not_found_and_labels_resolve(tmp_path: Path, fake_runtime) -> None:
+    """TF Serving answers NOT_FOUND while a version loads: core/basic_manager.cc
+    ServingMap::GetUntypedServableHandle finds only servables that are ready, and returns
+    errors::NotFound("Servable not found for request: ", request.DebugString())."""
     (tmp_path / "1").mkdir()
     fake_runtime["1"] = threading.Event()
     manager = ServableManager(ManagerOptions(), Metrics())
@@ -108,8 +111,10 @@ def test_loading_model_answers_unavailable_and_labels_resolve(tmp_path: Path, fa
     loading.start()
     time.sleep(0.2)
     assert manager.status("m") == [(1, LOADING, None)]
-    with pytest.raises(Unavailable, match=r"Latest\(m\)"):
+    with pytest.raises(NotFound) as caught:
         manager.handle("m").__enter__()
+    assert caught.value.message == "Servable not found for request: Latest(m)"
+    assert caught.value.http_status == 404
     fake_runtime["1"].set()
     loading.join(5)
     with manager.handle("m", label="stable") as entry:
@@ -130,7 +135,7 @@ def test_status_of_unknown_model_and_version(tmp_path: Path, fake_runtime) -> No
 
 def test_config_file_poll_applies_changes(tmp_path: Path) -> None:
     path = tmp_path / "models.config"
-    path.write_text('model_config_list { config { name: "a" base_path: "/a" } }')
+    path.write_text('model_config_list { config { name: "a" base_path: "/a" model_platform: "tensorflow" } }')
     applied = []
 
     class Recorder:
@@ -139,7 +144,7 @@ def test_config_file_poll_applies_changes(tmp_path: Path) -> None:
 
     stop = threading.Event()
     _poll_config_file(Recorder(), path, 1, stop)  # type: ignore[arg-type]
-    path.write_text('model_config_list { config { name: "b" base_path: "/b" } }')
+    path.write_text('model_config_list { config { name: "b" base_path: "/b" model_platform: "tensorflow" } }')
     deadline = time.monotonic() + 5
     while not applied and time.monotonic() < deadline:
         time.sleep(0.1)
