@@ -21,7 +21,7 @@ import orjson
 from google.protobuf import text_format
 
 from serving import protos
-from serving.errors import ServingError
+from serving.errors import GRPC_CODE_BY_NUMBER, ServingError
 from serving.gateway.config import ConfigError, Settings
 from serving.gateway.context import CallContext
 from serving.gateway.metrics import Metrics
@@ -31,6 +31,11 @@ log = logging.getLogger("tensorgate.gateway.catalog")
 
 STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 AVAILABLE = 30
+
+
+def _code_name(number: int) -> str:
+    code = GRPC_CODE_BY_NUMBER.get(number)
+    return code.name if code is not None else str(number)
 
 
 def platforms_from_config(path: Path) -> dict[str, str]:
@@ -63,6 +68,9 @@ def read_labels(repo: Path, servable: str, version: str) -> list[str] | None:
 @dataclass
 class ServableState:
     versions: dict[str, str] = field(default_factory=dict)  # version -> state name
+    # version -> TF Serving's status of it ({"error_code": "NOT_FOUND", "error_message": ...}), as its
+    # GET /v1/models/<name> prints it: a version that failed to load says why
+    statuses: dict[str, dict[str, str]] = field(default_factory=dict)
     error: str | None = "not polled yet"
     checked_at: float = 0.0
 
@@ -165,10 +173,17 @@ class Catalog:
                 "GetModelStatus", request, call, servable, limit=False
             )
         except ServingError as error:
-            state.versions, state.error = {}, error.message
+            state.versions, state.statuses, state.error = {}, {}, error.message
         else:
             state.versions = {
                 str(status.version): STATE_NAMES.get(status.state, str(status.state))
+                for status in response.model_version_status
+            }
+            state.statuses = {
+                str(status.version): {
+                    "error_code": _code_name(status.status.error_code),
+                    "error_message": status.status.error_message,
+                }
                 for status in response.model_version_status
             }
             state.error = None

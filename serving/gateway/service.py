@@ -40,6 +40,19 @@ def check_name(name: str) -> None:
         raise NotFound(f"Servable not found: a name of {len(name)} characters (the limit is {MAX_NAME_CHARS})")
 
 
+def check_spec(spec: Any) -> None:
+    """A model spec's name and version label (a ``serving.predict.ModelSpec`` or TF Serving's proto)
+    within MAX_NAME_CHARS: TF Serving echoes an unknown label in its 400 ("Unrecognized servable
+    version label: ..."), so an over-long one has the same problem as an over-long name."""
+    check_name(spec.name)
+    label = (spec.label if isinstance(spec, ModelSpec) else spec.version_label) or ""
+    if len(label) > MAX_NAME_CHARS:
+        raise InvalidInput(
+            f"Unrecognized servable version label: a label of {len(label)} characters "
+            f"(the limit is {MAX_NAME_CHARS})"
+        )
+
+
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -87,7 +100,7 @@ class Gateway:
         """``predict``, plus each member's answer when the name is an ensemble (the friendly API shows them)."""
         self._check_batch(request)
         name = request.spec.name
-        check_name(name)
+        check_spec(request.spec)
         ensemble = self.ensembles.get(name)
         if ensemble is not None:
             return await ensemble.predict(request, call, self._forward)
@@ -173,7 +186,7 @@ class Gateway:
 
     async def metadata(self, request: Any, call: CallContext) -> Any:
         name = request.model_spec.name
-        check_name(name)
+        check_spec(request.model_spec)
         servable = self._stand_in(name)
         if servable != name:
             request.model_spec.name = servable
@@ -187,7 +200,7 @@ class Gateway:
 
     async def status(self, request: Any, call: CallContext) -> Any:
         name = request.model_spec.name
-        check_name(name)
+        check_spec(request.model_spec)
         if name in self.ensembles:
             return self._ensemble_status(name)
         servable = self._stand_in(name)

@@ -177,7 +177,8 @@ def test_health_ready_metrics_and_model_list(gateway: Gateway) -> None:
     assert gateway.metric("tensorgate_gateway_requests_total", method="predict", servable="cnn", status="200") >= 1
     models = {model["name"]: model for model in gateway.client.get("/v1/models").json()["models"]}
     assert sorted(models) == ["canary", "cnn", "cnn_int8", "lstm", "transformer", "vote"]
-    assert models["cnn"]["versions"] == [{"version": "1", "state": "AVAILABLE"}]
+    ok = {"error_code": "OK", "error_message": ""}
+    assert models["cnn"]["versions"] == [{"version": "1", "state": "AVAILABLE", "status": ok}]
     assert models["cnn"]["labels"] == LABELS
     assert models["lstm"]["labels"] == [label.upper() for label in LABELS]
     assert models["transformer"]["labels"] is None

@@ -45,6 +45,7 @@ async def metrics(gateway: GatewayDep, call: CallDep) -> Response:
     return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
+_OK = {"error_code": "OK", "error_message": ""}
 _MODELS = {
     "type": "object",
     "required": ["models"],
@@ -79,7 +80,10 @@ async def list_models(gateway: GatewayDep, call: CallDep) -> Response:
                 "name": name,
                 "kind": "servable",
                 "upstream": catalog.upstream_for(name),
-                "versions": [{"version": v, "state": s} for v, s in sorted(state.versions.items())],
+                "versions": [
+                    {"version": v, "state": s, "status": state.statuses.get(v, _OK)}
+                    for v, s in sorted(state.versions.items())
+                ],
                 "labels": catalog.raw_labels(name, latest) if latest else None,
                 "error": state.error,
             }
