@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from serving import protos
 from serving.errors import InvalidInput
+from serving.modelserver.runtimes import parse_example
 from serving.modelserver.runtimes.base import (
     DEFAULT_SIGNATURE,
     PREDICT_METHOD,
@@ -78,13 +79,8 @@ class TFLiteModel(Model):
                 inputs = {a: _spec(a, d) for a, d in runner.get_input_details().items()}
                 outputs = {a: _spec(a, d) for a, d in runner.get_output_details().items()}
                 self.signatures[key] = Signature(key, PREDICT_METHOD, inputs, outputs)
-        elif stored := _stored_signature_defs(model_file.read_bytes()):
-            for key, proto in stored.items():
-                signature = signature_from_proto(key, proto)
-                for specs in (signature.inputs, signature.outputs):
-                    for alias, spec in specs.items():
-                        specs[alias] = replace(spec, tensor_name=spec.tensor_name.split(":")[0])
-                self.signatures[key] = signature
+        elif stored := stored_signatures(model_file.read_bytes()):
+            self.signatures = stored
         else:
             inputs = {d["name"]: _spec(d["name"], d) for d in interpreter.get_input_details()}
             outputs = {d["name"]: _spec(d["name"], d) for d in interpreter.get_output_details()}
@@ -175,6 +171,19 @@ def _quarantine(interpreter: Any, model_file: Path) -> None:
     )
 
 
+def stored_signatures(model: bytes) -> dict[str, Signature]:
+    """Signatures from the SignatureDefs stored in the model's metadata, keyed to its tensor names."""
+    signatures = {}
+    for key, proto in _stored_signature_defs(model).items():
+        signature = signature_from_proto(key, proto)
+        for specs in (signature.inputs, signature.outputs):
+            for alias, spec in specs.items():
+                # TF's "x:0" is TFLite's "x"; a later output keeps its index ("op:1" is a TFLite name)
+                specs[alias] = replace(spec, tensor_name=spec.tensor_name.removesuffix(":0"))
+        signatures[key] = signature
+    return signatures
+
+
 def _stored_signature_defs(model: bytes) -> dict[str, Any]:
     """SignatureDefs that TF's signature_def_util stored in the model's metadata (a FlexBuffer map
     under ``signature_defs_metadata``), read with a minimal flatbuffer walk of the TFLite schema."""
@@ -217,10 +226,12 @@ def _stored_signature_defs(model: bytes) -> dict[str, Any]:
             if data_field is None:
                 return {}
             data_start, data_length = vector(data_field)
-            mapping = flexbuffers.Loads(model[data_start : data_start + data_length])
+            # values are serialized SignatureDefs stored as FlexBuffer strings: read their bytes as they are
+            # (decoding them as UTF-8 failed on parse_example_tflite's, whose bytes are not valid UTF-8)
+            mapping = flexbuffers.GetRoot(model[data_start : data_start + data_length]).AsMap
             return {
-                key: protos.SignatureDef.FromString(value.encode("utf-8") if isinstance(value, str) else value)
-                for key, value in mapping.items()
+                key.AsKey: protos.SignatureDef.FromString(value.AsStringBytes)
+                for key, value in zip(mapping.Keys, mapping.Values, strict=True)
             }
     except (struct.error, ValueError, UnicodeError, DecodeError, IndexError):
         return {}
@@ -228,4 +239,11 @@ def _stored_signature_defs(model: bytes) -> dict[str, Any]:
 
 
 def load(path: Path, options: RuntimeOptions) -> Model:
+    model_file = version_file(path, "model.tflite")
+    data = model_file.read_bytes()
+    if parse_example.uses_parse_example(data):  # a custom op LiteRT has no kernel for; run it here
+        try:
+            return parse_example.ParseExampleModel(model_file, stored_signatures(data), options.tflite_threads)
+        except (ValueError, RuntimeError) as error:
+            raise LoadError(f"Failed to load TFLite model {model_file}: {error}") from error
     return TFLiteModel(path, options)
