@@ -48,8 +48,7 @@ def check_spec(spec: Any) -> None:
     label = (spec.label if isinstance(spec, ModelSpec) else spec.version_label) or ""
     if len(label) > MAX_NAME_CHARS:
         raise InvalidInput(
-            f"Unrecognized servable version label: a label of {len(label)} characters "
-            f"(the limit is {MAX_NAME_CHARS})"
+            f"Unrecognized servable version label: a label of {len(label)} characters (the limit is {MAX_NAME_CHARS})"
         )
 
 

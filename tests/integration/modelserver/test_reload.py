@@ -151,4 +151,46 @@ def test_handle_reload_config_replaces_the_served_set(server: RunningServer, bas
         with pytest.raises(grpc.RpcError) as rejected:
             models.HandleReloadConfigRequest(bad, timeout=30)
         assert rejected.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert rejected.value.details() == "Model x requests unsupported platform caffe"  # server_core.cc
         assert prediction.Predict(predict_request("cnn_onnx"), timeout=30).model_spec.name == "cnn_onnx"
+
+
+def test_reload_config_refusals_in_server_core_words(
+    server: RunningServer, contract_repo: Path, tmp_path: Path
+) -> None:
+    """server_core.cc ReloadConfig: ValidateModelConfigList, ValidateNoModelsChangePlatforms and
+    WaitUntilModelsAvailable ("Some models did not become available", UNKNOWN); the served set stays."""
+    onnx = f'config {{ name: "cnn_onnx" base_path: "{contract_repo / "cnn_onnx"}" model_platform: "onnx" }}'
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    cases = [
+        (
+            f"model_config_list {{ {onnx} {onnx} }}",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Illegal to list model cnn_onnx multiple times in config list",
+        ),
+        (
+            onnx.replace('"onnx"', '"tensorflow"').join(["model_config_list { ", " }"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Illegal to change a model's platform. For model cnn_onnx platform was onnx and new platform "
+            "requested is tensorflow",
+        ),
+        (
+            f'model_config_list {{ {onnx} config {{ name: "broken" base_path: "{tmp_path / "broken"}" '
+            'model_platform: "tensorflow" } }',
+            grpc.StatusCode.UNKNOWN,
+            "Some models did not become available: {{name: broken version: 1}, }",
+        ),
+    ]
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        models = protos.MODEL_SERVICE.stub(channel)
+        prediction = protos.PREDICTION_SERVICE.stub(channel)
+        first = protos.ReloadConfigRequest()
+        text_format.Parse(f"model_config_list {{ {onnx} }}", first.config)
+        models.HandleReloadConfigRequest(first, timeout=120)
+        for text, code, message in cases:
+            request = protos.ReloadConfigRequest()
+            text_format.Parse(text, request.config)
+            with pytest.raises(grpc.RpcError) as caught:
+                models.HandleReloadConfigRequest(request, timeout=120)
+            assert (caught.value.code(), caught.value.details()) == (code, message)
+            assert prediction.Predict(predict_request("cnn_onnx"), timeout=30).model_spec.name == "cnn_onnx"

@@ -10,10 +10,10 @@ from serving.modelserver.cors import Cors
 
 
 def test_the_flag_is_honoured_not_ignored() -> None:
-    parsed = flags.parse(["--model_base_path=/m", "--rest_api_enable_cors_support=true"])
+    parsed = flags.parse(["--model_base_path=/m", "--rest_api_enable_cors_support=true"]).flags
     assert parsed.rest_api_enable_cors_support is True
     assert parsed.ignored == []
-    assert flags.parse(["--model_base_path=/m"]).rest_api_enable_cors_support is False
+    assert flags.parse(["--model_base_path=/m"]).flags.rest_api_enable_cors_support is False
 
 
 def _call(app: Any, method: str) -> tuple[list[dict[str, Any]], list[str]]:

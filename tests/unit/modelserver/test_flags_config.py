@@ -118,7 +118,7 @@ def test_config_file_errors_as_parse_proto_text_file_reports_them(tmp_path: Path
     assert caught.value.code == "NOT_FOUND"
     assert caught.value.message == f"{tmp_path / 'missing.config'}; No such file or directory"
     path = tmp_path / "models.config"
-    path.write_text("model_config_list { config { nme: \"a\" } }\n")
+    path.write_text('model_config_list { config { nme: "a" } }\n')
     with pytest.raises(config.ConfigError) as caught:
         config.read_model_server_config(path)
     assert caught.value.message == f"Invalid protobuf file: '{path}'"
@@ -137,7 +137,7 @@ def test_batching_parameters_text_format(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError) as caught:
         config.read_batching_parameters(path)
     assert caught.value.logged == (
-        "Error parsing text-format tensorflow.serving.BatchingParameters: 1:17: Expected \"{\", found \"64\".",
+        'Error parsing text-format tensorflow.serving.BatchingParameters: 1:17: Expected "{", found "64".',
     )
 
 
