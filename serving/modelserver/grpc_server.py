@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +52,17 @@ def _model_name(request: Any) -> str:
     return ""
 
 
+async def _outcome(task: asyncio.Future[Any]) -> str:
+    """The status request_count records for a call whose client left: its own, once it ends."""
+    try:
+        await task
+    except ServingError as error:
+        return error.grpc_code.name
+    except Exception:
+        return "INTERNAL"
+    return "OK"
+
+
 class _Handlers:
     def __init__(self, server: ModelServer) -> None:
         self.server = server
@@ -64,12 +76,22 @@ class _Handlers:
             started = time.perf_counter()
             model_name = _model_name(request)
             status = "OK"
+            task: asyncio.Future[Any] | None = None
             try:
                 if tracing.enabled():
                     metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
                     with tracing.server_span(api, metadata, {"tensorgate.servable": model_name}):
-                        return await call(request)
-                return await call(request)
+                        task = asyncio.ensure_future(call(request))  # in the span's context
+                        return await asyncio.shield(task)
+                task = asyncio.ensure_future(call(request))
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # The client went away. TF Serving does not notice (prediction_service_impl.cc never
+                # looks at the call's cancellation): the request runs to its end and its outcome is
+                # what request_count records; nobody is left to read the answer.
+                if task is not None:
+                    status = await _outcome(task)
+                raise
             except ServingError as error:
                 status = error.grpc_code.name
                 await context.abort(error.grpc_code, error.message)
