@@ -82,3 +82,38 @@ def test_version_labels_are_length_capped_like_names(servers) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{gateway.grpc_port}") as channel, pytest.raises(grpc.RpcError) as caught:
         protos.PREDICTION_SERVICE.stub(channel).Predict(request, timeout=10)
     assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("POST", "/v1/models/a%2Fb:predict", 404, "Servable not found for request: Latest(a/b)"),
+        ("GET", "/v1/models/a%2Fb", 404, "Could not find any versions of model a/b"),
+        ("GET", "/v1/models/a%2Fb/metadata", 404, "Servable not found for request: Latest(a/b)"),
+        (
+            "POST",
+            "/v1/models/half_plus_two/labels/st%2Fable:predict",
+            400,
+            "Unrecognized servable version label: st/able",
+        ),
+        ("POST", "/v1/models/a/b:predict", 400, "Malformed request: POST /v1/models/a/b:predict"),
+        ("POST", "/v1/models/half%5Fplus%5Ftwo:predict", 200, None),
+    ],
+)
+def test_encoded_names_are_decoded_after_matching_as_tf_serving_does(
+    servers, method: str, path: str, status: int, error: str | None
+) -> None:
+    """http_rest_api_util.cc ParseModelInfo: the URL regex runs on the path as sent ([^/:]+ takes
+    "a%2Fb"), then DecodeArg (curl_easy_unescape) decodes the model name and the label. So an
+    encoded slash names model "a/b" (404 from the manager, 400 for a label), an unencoded one does not
+    match (400 Malformed request), and an encoded name of a served model is that model. The model
+    server and the gateway answer alike."""
+    model_server, gateway = servers
+    body = b'{"instances": [1.0]}' if method == "POST" else None
+    for base in (model_server.rest, gateway.url):
+        answer = httpx.request(method, f"{base}{path}", content=body, timeout=10)
+        assert answer.status_code == status, (base, answer.text)
+        if error is None:
+            assert answer.json() == {"predictions": [2.5]}
+        else:
+            assert answer.json() == {"error": error}
