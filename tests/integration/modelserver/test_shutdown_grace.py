@@ -13,16 +13,14 @@ import pytest
 
 from serving import protos
 from serving.tensors import from_numpy
-from tests.integration.modelserver.conftest import RunningServer
 
 pytestmark = pytest.mark.slow
 
 
-def held_request(server: RunningServer) -> grpc.Future:
+def held_request(channel: grpc.Channel) -> grpc.Future:
     request = protos.PredictRequest()
     request.model_spec.name = "default"
     request.inputs["x"].CopyFrom(from_numpy(np.array([[1.0]], np.float32)))
-    channel = grpc.insecure_channel(server.grpc_target)
     return protos.PREDICTION_SERVICE.stub(channel).Predict.future(request, timeout=30)
 
 
@@ -40,15 +38,16 @@ def test_grace_decides_whether_a_held_request_is_answered(
             f"--shutdown_grace_seconds={grace}",
         ]
     )
-    future = held_request(server)
-    time.sleep(0.5)  # the request waits in the batch queue
-    stopped = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    if answered:
-        assert list(future.result(timeout=30).outputs["y"].float_val) == [2.5]
-    else:
-        with pytest.raises(grpc.RpcError):
-            future.result(timeout=30)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        future = held_request(channel)
+        time.sleep(0.5)  # the request waits in the batch queue
+        stopped = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        if answered:
+            assert list(future.result(timeout=30).outputs["y"].float_val) == [2.5]
+        else:
+            with pytest.raises(grpc.RpcError):
+                future.result(timeout=30)
     assert server.process.wait(30) == 0
     if answered:  # it waited for the queue's 3 s, 2.5 s of them after SIGTERM
         assert time.monotonic() - stopped > 2.0

@@ -60,19 +60,27 @@ def test_sigterm_lets_in_flight_rest_requests_finish(launch, quick_repo: Path) -
     body = _instances(100)
     statuses: list[int | str] = []
 
-    def call() -> None:
+    # Clients made and connected beforehand: building six httpx clients in six threads on two busy
+    # cores could take longer than the 0.3 s below, so some requests were not yet in flight at SIGTERM.
+    clients = [httpx.Client(base_url=server.rest, timeout=30) for _ in range(6)]
+    for client in clients:
+        assert client.get("/v1/models/cnn").status_code == 200
+
+    def call(client: httpx.Client) -> None:
         try:
-            answer = httpx.post(f"{server.rest}{PREDICT}", content=body, timeout=30)
+            answer = client.post(PREDICT, content=body)
             statuses.append(answer.status_code if len(answer.json()["predictions"]) == 100 else "short")
-        except httpx.HTTPError as error:
+        except Exception as error:  # any failure is reported, not lost with the thread
             statuses.append(repr(error))
 
-    threads = [threading.Thread(target=call) for _ in range(6)]
+    threads = [threading.Thread(target=call, args=(client,)) for client in clients]
     for thread in threads:
         thread.start()
     time.sleep(0.3)
     server.process.send_signal(signal.SIGTERM)
     for thread in threads:
         thread.join(60)
+    for client in clients:
+        client.close()
     assert statuses == [200] * 6
     assert server.process.wait(30) == 0
