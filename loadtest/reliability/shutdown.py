@@ -8,10 +8,27 @@ new requests are refused cleanly (connection refused, 503 with ``{"error"}``, or
 from at most 2 s after SIGTERM and without exception after the first refusal (before it the server has
 not handled the signal yet), never a hang or a wrong answer; the process exits with status 0 within
 the grace period (gateway: ``timeouts.shutdown_grace_s``).
+
+A request counts as in flight only once the server has it: the gateway is sent SIGTERM only after its
+upstream in-flight gauge shows every unfinished request in a call to the model server (a request still
+being uploaded or waiting to be read is refused at shutdown, not drained: uvicorn closes connections
+whose request it has not started). The model server reads and decodes bodies off its event loop, so for
+it the settle time is enough.
+
+The load sizes itself on the machine at hand (see ``plan``): from the rows per second measured first,
+enough requests of up to 256 rows (the gateway's batch limit) that together they take about a quarter of
+the grace period, so they are still running at SIGTERM on a fast machine and drain in time on a slow one.
+If fewer than one REST and one gRPC request are still running when SIGTERM would be sent, nothing is
+sent: the requests finish, the load is planned again from the rate they were served at (at least twice
+as heavy), and it tries again, at most 3 times. The check fails only if the load could not be made heavy
+enough.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import re
 import signal
 import threading
 import time
@@ -33,6 +50,11 @@ HANG_S = 30.0  # a request with no answer after this long is a hang
 SETTLE_S = 0.8  # from the first request sent to SIGTERM
 STOP_ACCEPTING_S = 2.0  # from SIGTERM to the first refused new request
 REFUSALS = ("refused", "reset", "503", "UNAVAILABLE", "CANCELLED")
+WORK_SHARE = 1 / 4  # of the grace period: the work of all the requests in flight together, as measured
+MAX_ROWS = 256  # per request: the gateway's default limits.max_batch_size
+MIN_ROWS = 16
+MAX_CLIENTS = 128  # concurrent requests (threads, each with its own connection)
+TRIES = 3
 
 
 @dataclass
@@ -123,28 +145,113 @@ def expected_classes(modelserver: Server, array: np.ndarray) -> np.ndarray:
     return to_numpy(response.outputs["class_id"])
 
 
-def shut_down_under_load(server: Server, expected: np.ndarray, array: np.ndarray, clients: int, grace: float) -> Phase:
-    phase = Phase(server.managed.name, grace)
+@dataclass
+class Load:
+    """Concurrent requests of ``rows`` rows each, half REST half gRPC, and how the size was found."""
+
+    rows: int
+    clients: int
+    expected: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def protocols(self) -> list[str]:
+        return ["rest" if index % 2 == 0 else "grpc" for index in range(self.clients)]
+
+
+def plan(rows_per_s: float, grace: float, min_clients: int) -> Load:
+    """Requests that take about WORK_SHARE of ``grace`` together at ``rows_per_s``: at least
+    ``min_clients`` of them, each of MIN_ROWS..MAX_ROWS rows, more of them when MAX_ROWS is not enough."""
+    total = rows_per_s * grace * WORK_SHARE
+    rows = int(min(MAX_ROWS, max(MIN_ROWS, total / min_clients)))
+    return Load(rows, min(MAX_CLIENTS, max(min_clients, math.ceil(total / rows))))
+
+
+def measured_rate(modelserver: Server) -> float:
+    """Rows per second of the model server on one 64-row gRPC request (best of 2, after a warm-up)."""
+    probe = batch(64)
+    expected_classes(modelserver, probe)
+    seconds = []
+    for _ in range(2):
+        started = time.monotonic()
+        expected_classes(modelserver, probe)
+        seconds.append(time.monotonic() - started)
+    return 64 / max(min(seconds), 1e-3)
+
+
+def launch(server: Server, array: np.ndarray, expected: np.ndarray, load: Load) -> tuple[list[Outcome], list[Any]]:
     body = orjson.dumps({"instances": array.tolist()})
     request = predict_request(array)
+    outcomes: list[Outcome] = []
     threads: list[threading.Thread] = []
-    for index in range(clients):
-        outcome = Outcome("rest" if index % 2 == 0 else "grpc", time.monotonic())
-        phase.in_flight.append(outcome)
-        if outcome.protocol == "rest":
+    for protocol in load.protocols:
+        outcome = Outcome(protocol, time.monotonic())
+        outcomes.append(outcome)
+        if protocol == "rest":
             thread = threading.Thread(target=rest_call, args=(server.rest, body, expected, outcome), daemon=True)
         else:
             thread = threading.Thread(target=grpc_call, args=(server.grpc, request, expected, outcome), daemon=True)
         threads.append(thread)
         thread.start()
-    time.sleep(SETTLE_S)  # every request sent (connections open, bodies on their way), none answered yet
+    return outcomes, threads
+
+
+def enough_in_flight(outcomes: list[Outcome]) -> bool:
+    """A drain of both protocols needs a request of each in flight."""
+    running = {o.protocol for o in outcomes if not o.ended}
+    return running == {"rest", "grpc"}
+
+
+def gateway_has_them(gateway: Server, outcomes: list[Outcome], timeout_s: float = 10.0) -> float:
+    """Wait until every unfinished request is in a call to the model server (the gateway's in-flight
+    gauge), so that each one was read and decoded before SIGTERM. Returns how long that took."""
+    started = time.monotonic()
+    pattern = re.compile(rb"^tensorgate_gateway_upstream_in_flight\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pending = sum(1 for o in outcomes if not o.ended)
+        with contextlib.suppress(httpx.HTTPError):
+            text = httpx.get(f"{gateway.rest}/metrics", timeout=2).content
+            if sum(float(v) for v in pattern.findall(text)) >= pending:
+                break
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def shut_down_under_load(
+    server: Server, modelserver: Server, rows_per_s: float, grace: float, min_clients: int, via_gateway: bool
+) -> tuple[Phase, Load, float]:
+    """Plan the load from ``rows_per_s``, raise it until enough requests are in flight once the server
+    has them all, then SIGTERM the server. Returns the rate the load was finally planned from."""
+    phase = Phase(server.managed.name, grace)
+    tries: list[dict[str, Any]] = []
+    for attempt in range(1, TRIES + 1):
+        load = plan(rows_per_s, grace, min_clients)
+        array = batch(load.rows)
+        load.expected = expected_classes(modelserver, array)
+        launched = time.monotonic()
+        outcomes, threads = launch(server, array, load.expected, load)
+        time.sleep(SETTLE_S)  # every request sent (connections open, bodies on their way)
+        waited = gateway_has_them(server, outcomes) if via_gateway else 0.0
+        running = sum(1 for o in outcomes if not o.ended)
+        tries.append(
+            {"rows": load.rows, "clients": load.clients, "planned_rows_per_s": round(rows_per_s)}
+            | {"waited_s": round(waited, 2), "running": running}
+        )
+        if enough_in_flight(outcomes) or attempt == TRIES:
+            break  # enough, or judged as it is (too light: the check fails)
+        for thread in threads:  # too light: let them finish, then plan again from the rate they got
+            thread.join(HANG_S + 5)
+        served_s = max(o.ended for o in outcomes) - launched
+        rows_per_s = max(2 * rows_per_s, load.rows * load.clients / max(served_s, 1e-3))
+    load.attempts = tries
     sent_at = phase.sent_at = time.monotonic()
     server.managed.process.send_signal(signal.SIGTERM)
-    phase.in_flight = [o for o in phase.in_flight if not o.ended or o.ended > sent_at]
+    phase.in_flight = [o for o in outcomes if not o.ended or o.ended > sent_at]
     late_threads: list[threading.Thread] = []
     time.sleep(0.3)  # the signal is handled: listeners closing
     small = batch(1)
-    small_expected = expected[:0]  # late requests must not be answered; if one is, its classes are checked
+    small_expected = load.expected[:0]  # late requests must not be answered; if one is, its classes are checked
     while server.managed.alive() and time.monotonic() - sent_at < grace + 10:
         for protocol in ("rest", "grpc"):
             outcome = Outcome(protocol, time.monotonic())
@@ -171,16 +278,16 @@ def shut_down_under_load(server: Server, expected: np.ndarray, array: np.ndarray
     phase.exit_s = time.monotonic() - sent_at
     for thread in threads + late_threads:
         thread.join(HANG_S + 5)
-    return phase
+    return phase, load, rows_per_s
 
 
-def judge(result: CheckResult, phase: Phase, slack_s: float) -> dict[str, Any]:
+def judge(result: CheckResult, phase: Phase, load: Load, slack_s: float) -> dict[str, Any]:
     name = phase.target
     protocols = {o.protocol for o in phase.in_flight}
     result.expect(
         len(phase.in_flight) >= 2 and protocols == {"rest", "grpc"},
-        f"{name}: only {len(phase.in_flight)} requests ({sorted(protocols)}) were in flight at SIGTERM: "
-        "the load was too light to test a drain",
+        f"{name}: only {len(phase.in_flight)} requests ({sorted(protocols)}) were in flight at SIGTERM, with "
+        f"{load.rows} rows each (tries: {load.attempts}); the load could not be made heavy enough to test a drain",
     )
     answered = [o for o in phase.in_flight if o.status in ("200", "OK") and o.correct]
     for outcome in phase.in_flight:
@@ -223,6 +330,9 @@ def judge(result: CheckResult, phase: Phase, slack_s: float) -> dict[str, Any]:
     for outcome in phase.late:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
     return {
+        f"{name}_rows_per_request": load.rows,
+        f"{name}_clients": f"{load.protocols.count('rest')} REST + {load.protocols.count('grpc')} gRPC",
+        f"{name}_sizing_tries": load.attempts,
         f"{name}_in_flight": len(phase.in_flight),
         f"{name}_completed": len(answered),
         f"{name}_late": len(phase.late),
@@ -234,28 +344,42 @@ def judge(result: CheckResult, phase: Phase, slack_s: float) -> dict[str, Any]:
         f"{name}_exit_code": phase.exit_code,
         f"{name}_longest_in_flight_s": round(max(durations, default=0.0), 2),
         f"{name}_late_statuses": statuses,
+        f"{name}_in_flight_detail": [
+            f"{o.protocol} {o.status} sent {o.started - phase.sent_at:+.2f} s, ended {o.ended - phase.sent_at:+.2f} s"
+            for o in phase.in_flight
+        ],
     }
 
 
 def run(ctx: Context) -> CheckResult:
     result = CheckResult("shutdown", what="SIGTERM under REST+gRPC load: gateway, then the model server")
     with timed(result):
-        rows, clients, grace = (256, 12, 10.0) if ctx.quick else (256, 16, 10.0)
+        clients, grace = (12, 10.0) if ctx.quick else (16, 10.0)  # the fewest requests in flight
         repo = ctx.model_repo("shutdown")
         modelserver = ctx.start_modelserver(repo)
         gateway = ctx.start_gateway(
             repo,
             [modelserver.grpc],
-            overrides={"timeouts": {"shutdown_grace_s": grace}, "batching": {"max_rows": 1}},
+            overrides={
+                "timeouts": {"shutdown_grace_s": grace},
+                "batching": {"max_rows": 1},
+                # every request its own upstream call, none waiting for a slot: the in-flight gauge sees all
+                "upstreams": {"default": {"targets": [modelserver.grpc], "max_concurrency": 4 * MAX_CLIENTS}},
+            },
         )
-        array = batch(rows)
-        expected = expected_classes(modelserver, array)
-        figures: dict[str, Any] = {"rows_per_request": rows, "clients": clients}
-        figures |= judge(result, shut_down_under_load(gateway, expected, array, clients, grace), slack_s=2.0)
+        rows_per_s = measured_rate(modelserver)
+        figures: dict[str, Any] = {"measured_rows_per_s": round(rows_per_s)}
+        phase, load, rows_per_s = shut_down_under_load(gateway, modelserver, rows_per_s, grace, clients, True)
+        figures |= judge(result, phase, load, slack_s=2.0)
         result.expect(modelserver.managed.alive(), "the model server died while the gateway shut down")
-        # the model server drains both fronts for serving.modelserver.app.SHUTDOWN_GRACE_S
-        phase = shut_down_under_load(modelserver, expected, array, clients, SHUTDOWN_GRACE_S)
-        figures |= judge(result, phase, slack_s=2.0)
-        result.amount = f"2 servers x {clients} in-flight requests of {rows} rows (REST+gRPC), SIGTERM each"
+        # the model server drains both fronts for serving.modelserver.app.SHUTDOWN_GRACE_S; its load is
+        # planned from the rate the gateway's load ended with
+        phase, load, _ = shut_down_under_load(modelserver, modelserver, rows_per_s, SHUTDOWN_GRACE_S, clients, False)
+        figures |= judge(result, phase, load, slack_s=2.0)
+        result.amount = (
+            f"2 servers: {figures['gateway_clients']} / {figures['modelserver_clients']} in-flight requests of "
+            f"{figures['gateway_rows_per_request']} / {figures['modelserver_rows_per_request']} rows (sized from "
+            f"{figures['measured_rows_per_s']} rows/s measured), SIGTERM each"
+        )
         result.figures = figures
     return result
