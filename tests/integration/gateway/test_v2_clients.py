@@ -123,6 +123,8 @@ def test_http_client_health_and_metadata(stack: dict[str, targets.Server]) -> No
     assert client.is_model_ready("cnn", headers=_headers())
     assert client.is_model_ready("cnn", "1", headers=_headers())
     assert not client.is_model_ready("cnn", "9", headers=_headers())
+    unknown = httpx.get(f"{stack['gateway'].rest}/v2/models/cnn/versions/9/ready", headers=_headers(), timeout=10)
+    assert unknown.status_code == 404 and "error" in unknown.json()  # docs/gateway.md: 404 for an unknown version
     cnn = client.get_model_metadata("cnn", headers=_headers())
     assert cnn == {
         "name": "cnn",

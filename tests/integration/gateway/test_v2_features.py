@@ -7,6 +7,7 @@ batching and deadlines observable.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -320,3 +321,15 @@ def test_a_body_shorter_than_its_length_is_408_after_body_read_s_not_a_hang(gate
     answer, seconds = _raw_http(gateway, request)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
     assert 0.9 < seconds < 3.0  # body_read_s is 1 s
+
+
+def test_a_compressed_body_is_inflated_within_the_body_limit(gateway: Gateway) -> None:
+    body, headers = _binary(_images(100.0), binary_data_output=False)
+    answer = gateway.client.post(
+        "/v2/models/cnn/infer", content=gzip.compress(body), headers={**headers, "Content-Encoding": "gzip"}
+    )
+    assert answer.status_code == 200 and _classes(answer) == [3]
+    bomb = gzip.compress(b" " * (8 * 1024 * 1024))  # 8 KiB that inflate to 8 MiB, over the 64 KiB limit
+    refused = gateway.client.post("/v2/models/cnn/infer", content=bomb, headers={**AUTH, "Content-Encoding": "gzip"})
+    assert refused.status_code == 413
+    assert refused.json() == {"error": "Request body is over the limit of 65536 bytes once decompressed"}
