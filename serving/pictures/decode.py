@@ -25,7 +25,8 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 @dataclass
 class Planes:
-    """A decoded picture: int32 luminance [h, w] 0..255 and uint8 alpha (None when opaque by format)."""
+    """A decoded picture: luminance [h, w] 0..255 (uint8 from Pillow's own conversion, int32 where it is
+    computed here: 16-bit, float, CMYK, GIF) and uint8 alpha (None when opaque by format)."""
 
     format: str
     mode: str
@@ -65,12 +66,11 @@ def _planes(image: Any, opaque: bool) -> tuple[np.ndarray, np.ndarray | None]:
         return luma(rgb[..., 0], rgb[..., 1], rgb[..., 2]), None
     transparent = mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info
     if fmt == "BMP" or opaque or not transparent:
-        if mode in ("L", "1"):
-            return np.asarray(image.convert("L"), dtype=np.int32), None
-        rgb = np.asarray(image.convert("RGB"))
-        return luma(rgb[..., 0], rgb[..., 1], rgb[..., 2]), None
-    rgba = np.asarray(image.convert("RGBA"))
-    return luma(rgba[..., 0], rgba[..., 1], rgba[..., 2]), np.ascontiguousarray(rgba[..., 3])
+        if mode not in ("L", "1", "RGB"):
+            image = image.convert("RGB")  # palette, YCbCr, LAB...: their colours first, then luma
+        return np.asarray(image.convert("L")), None  # Pillow's RGB -> L is ``luma`` exactly, in C
+    rgba = image.convert("RGBA")
+    return np.asarray(rgba.convert("L")), np.asarray(rgba.getchannel("A"))
 
 
 def decode(data: bytes, max_pixels: int) -> Planes:

@@ -140,12 +140,23 @@ def fitted_size(height: int, width: int) -> tuple[int, int]:
     )
 
 
+def _standing_out(y: np.ndarray, background: int, light: bool) -> np.ndarray:
+    """Pixels more than TOLERANCE lighter than the background after inverting a light one, compared
+    on the stored levels (no full-size arithmetic): 255 - y - (255 - b) > t is y < b - t."""
+    if light:
+        limit = background - spec.TOLERANCE
+        return y < limit if limit > 0 else np.zeros(y.shape, bool)
+    limit = background + spec.TOLERANCE
+    return y > limit if limit < 255 else np.zeros(y.shape, bool)
+
+
 def prepare(y: np.ndarray, alpha: np.ndarray | None, orientation: int = 1) -> tuple[np.ndarray, Preparation]:
-    """``y``: int luminance [h, w] 0..255; ``alpha``: uint8 [h, w] or None -> float32 [28, 28, 1]."""
+    """``y``: luminance [h, w] 0..255 (any integer type); ``alpha``: uint8 [h, w] or None ->
+    float32 [28, 28, 1]."""
     done = Preparation(orientation=orientation)
     if alpha is not None and bool((alpha < 255).any()):
         y, done.alpha_background = composite(y, alpha)
-    y = orient(np.asarray(y, dtype=np.int32), orientation)
+    y = orient(y, orientation)
     height, width = y.shape
     done.background = background = background_level(y)
     light = background >= spec.LIGHT_BACKGROUND
@@ -154,11 +165,12 @@ def prepare(y: np.ndarray, alpha: np.ndarray | None, orientation: int = 1) -> tu
         return y.astype(np.float32).reshape(spec.SIDE, spec.SIDE, 1), done
     if int(y.min()) == int(y.max()):
         raise InvalidInput(f"The picture is all one colour (level {int(y.min())}): there is nothing to classify")
-    if light:
-        y, background, done.inverted = 255 - y, 255 - background, True
-    lighter = (y - background) > spec.TOLERANCE
+    lighter = _standing_out(y, background, light)
     needed = spec.MIN_RUN * max(1, min(height, width) // spec.MIN_RUN_PER)
-    rows, columns = _span(lighter.sum(axis=1), needed), _span(lighter.sum(axis=0), needed)
+    rows = _span(np.count_nonzero(lighter, axis=1), needed)
+    columns = _span(np.count_nonzero(lighter, axis=0), needed)
+    if light:
+        background, done.inverted = 255 - background, True
     if rows is None or columns is None:
         raise InvalidInput(
             f"No object stands out from the background (level {background}, tolerance {spec.TOLERANCE}): "
@@ -167,7 +179,10 @@ def prepare(y: np.ndarray, alpha: np.ndarray | None, orientation: int = 1) -> tu
     (top, bottom), (left, right) = rows, columns
     box_height, box_width = bottom - top + 1, right - left + 1
     done.box = (left, top, box_width, box_height)
-    crop = y[top : bottom + 1, left : right + 1] - (background + spec.BLACK_POINT)
+    crop = y[top : bottom + 1, left : right + 1].astype(np.int32)
+    if light:
+        crop = 255 - crop
+    crop -= background + spec.BLACK_POINT
     levelled = np.maximum(crop, 0).astype(np.float32) * (
         np.float32(255) / np.float32(255 - background - spec.BLACK_POINT)
     )

@@ -78,6 +78,8 @@ def test_luma_is_pillows_grayscale_exactly() -> None:
     colours = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(colours).convert("L"), dtype=np.int32)
     np.testing.assert_array_equal(luma(colours[..., 0], colours[..., 1], colours[..., 2]), expected)
+    with_alpha = np.dstack([colours, RNG.integers(0, 256, (64, 64), dtype=np.uint8)])
+    np.testing.assert_array_equal(np.asarray(Image.fromarray(with_alpha, "RGBA").convert("L")), expected)
 
 
 def test_palette_transparency_and_grayscale_alpha() -> None:
