@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -339,3 +341,42 @@ def test_classify_errors(gateway: Gateway, body: object, error: str) -> None:
     response = gateway.client.post("/v1/classify/cnn", json=body)
     assert response.status_code == 400
     assert response.json() == {"error": error}
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size its few bytes do not hold."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+_NOT_DECODED = "The image could not be decoded: send PNG or JPEG bytes"
+_PHOTO = np.full((48, 64, 3), 255, np.uint8)
+_PHOTO[10:40, 20:40] = (0, 60, 120)
+BAD_PICTURES = {
+    "empty": (b"", 400, "The image is empty (0 bytes): send PNG or JPEG bytes"),
+    "not an image": (b"hello, world", 400, _NOT_DECODED),
+    "truncated png": (_png(_PHOTO)[:60], 400, _NOT_DECODED),
+    "truncated jpeg": (_png(_PHOTO, "JPEG")[:-200], 400, _NOT_DECODED),  # cut in the scan
+    "one colour": (
+        _png(np.full((48, 64, 3), 250, np.uint8)),
+        400,
+        "The picture is all one colour (level 250): there is nothing to classify",
+    ),
+    "too large": (_png_declaring(5000, 4000), 413, "Image of 5000x4000 pixels is over the limit of 16777216 pixels"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_PICTURES))
+def test_bad_pictures_are_4xx_in_base64_and_multipart(gateway: Gateway, name: str) -> None:
+    picture, status, error = BAD_PICTURES[name]
+    as_base64 = gateway.client.post("/v1/classify/cnn", json={"image": base64.b64encode(picture).decode()})
+    as_file = gateway.client.post("/v1/classify/cnn?debug=1", files={"file": ("bad.png", picture, "image/png")})
+    for answer in (as_base64, as_file):
+        assert answer.status_code == status, answer.text
+        assert answer.json() == {"error": error}
+    assert gateway.client.post("/v1/classify/cnn", json={"image": [100] * 784}).status_code == 200  # still serving

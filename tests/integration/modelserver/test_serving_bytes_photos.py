@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import httpx
@@ -50,13 +52,31 @@ def test_photos_get_the_gateway_preparations_answer(server: RunningServer) -> No
     ]
 
 
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size its few bytes do not hold."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
 def test_bad_pictures_are_400_with_the_reason(server: RunningServer) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (255, 255, 255)).save(buffer, format="PNG")
+    photo = io.BytesIO()
+    Image.fromarray(np.pad(np.zeros((30, 20, 3), np.uint8), ((9, 9), (20, 20), (0, 0)), constant_values=255)).save(
+        photo, format="PNG"
+    )
+    truncated = photo.getvalue()[:60]
     cases = {
         buffer.getvalue(): "the picture is all one colour",
         b"": "the image is empty",
         b"GIF": "could not be decoded",
+        truncated: "Invalid PNG data",
+        _png_declaring(5000, 4000): f"over {spec.MAX_PIXELS} pixels",
     }
     with httpx.Client(base_url=server.rest, timeout=60) as client:
         for picture, reason in cases.items():
