@@ -36,6 +36,7 @@ from loadtest.procs import ROOT, Managed, free_port, stop_all, tail
 from loadtest.targets import API_KEY
 
 SERVABLE = "cnn"
+CALLS_PER_CHANNEL = 8
 # --protocols name -> the payload kind it sends (loadtest.payloads)
 PAYLOADS = {"rest": "instances", "grpc": "grpc", "v2-json": "v2-json", "v2-binary": "v2-binary", "v2-grpc": "v2-grpc"}
 
@@ -52,7 +53,7 @@ def gateway_config(port: int, grpc_port: int, upstream: str, workers: int) -> di
         "log_level": "info",
     }
     if workers > 1:
-        config["workers"] = workers
+        config["server"] = {"workers": workers}
     return config
 
 
@@ -107,19 +108,27 @@ class GrpcClient:
         import grpc
 
         failures: list[str] = []
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
-            call = channel.unary_unary(self.method, request_serializer=None, response_deserializer=None)
-            metadata = (("x-api-key", API_KEY),)
+        # a channel (one HTTP/2 connection) per CALLS_PER_CHANNEL concurrent calls, so several gateway
+        # workers each get connections; a local subchannel pool keeps the channels from sharing one
+        count = -(-self.connections // CALLS_PER_CHANNEL)
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{self.port}", options=options) for _ in range(count)]
+        calls = [c.unary_unary(self.method, request_serializer=None, response_deserializer=None) for c in channels]
+        metadata = (("x-api-key", API_KEY),)
 
-            async def worker(count: int) -> None:
-                for _ in range(count):
-                    try:
-                        await call(self.body, timeout=30, metadata=metadata)
-                    except grpc.aio.AioRpcError as error:
-                        failures.append(f"{error.code().name}: {error.details()}")
+        async def worker(call: Any, count: int) -> None:
+            for _ in range(count):
+                try:
+                    await call(self.body, timeout=30, metadata=metadata)
+                except grpc.aio.AioRpcError as error:
+                    failures.append(f"{error.code().name}: {error.details()}")
 
-            share = [requests // self.connections + (i < requests % self.connections) for i in range(self.connections)]
-            await asyncio.gather(*(worker(n) for n in share if n))
+        share = [requests // self.connections + (i < requests % self.connections) for i in range(self.connections)]
+        try:
+            await asyncio.gather(*(worker(calls[i % count], n) for i, n in enumerate(share) if n))
+        finally:
+            for channel in channels:
+                await channel.close(None)
         return failures
 
 
@@ -184,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"http://127.0.0.1:{port}"
         gateway.wait_ready(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, 60)
+        gateway.wait_ready(lambda: len(_listeners(port)) >= args.workers, 60)  # every worker, not just one
         for protocol in args.protocols.split(","):
             for connections in (int(c) for c in args.connections.split(",")):
                 kind = PAYLOADS[protocol]
@@ -212,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def _listeners(port: int) -> set[int]:
+    return {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid
+    }
 
 
 def _cpu_name() -> str:
