@@ -178,6 +178,21 @@ def test_the_slicing_writer_gives_the_value_by_value_writers_bytes(
         b'{"instances": [[]]}',
         b'{"instances": [1, 2',
         b'{"signature_name": "a", "instances": [1], "signature_name": "b"}',
+        b'{"instances": [-0.0, 0, -0, 0.0, -0e0]}',
+        b'{"instances": [16777215, -16777215, 0.5, -16777215.0]}',
+        b'{"instances": [16777216.0, 1]}',
+        b'{"instances": [-16777216, 1]}',
+        b'{"instances": [1e10, 1]}',
+        b'{"instances": [1, 2, 3.5e-320]}',
+        b'{"instances": [3.4028235e38, 1]}',
+        b'{"instances": [3.5e38]}',
+        b'{"instances": [9007199254740993]}',
+        b'{"instances": [-9223372036854775808]}',
+        b'{"instances": [9223372036854775807, 1.5]}',
+        b'{"instances": [18446744073709551615]}',
+        b'{"instances": [123456789012345678901234567890]}',
+        b'{"instances": [[true, 1]]}',
+        b'{"instances": [[1, false]]}',
     ],
 )
 @pytest.mark.parametrize("dtype", [values.DT_FLOAT, values.DT_DOUBLE, values.DT_INT64, values.DT_UINT32])
@@ -195,9 +210,69 @@ def test_the_numeric_reader_agrees_with_the_general_decoder(body: bytes, dtype: 
     if fast is not None:
         assert fast.signature_name == expected.signature_name
         assert fast.request_format is expected.request_format
-        np.testing.assert_array_equal(fast.inputs["x"], expected.inputs["x"])
         assert fast.inputs["x"].dtype == expected.inputs["x"].dtype
         assert fast.inputs["x"].shape == expected.inputs["x"].shape
+        assert fast.inputs["x"].tobytes() == expected.inputs["x"].tobytes()  # also tells -0.0 from 0.0
+        assert encode.encode_predict_response(fast.inputs, fast.request_format) == encode.encode_predict_response(
+            expected.inputs, expected.request_format
+        )
+
+
+def _before_small_floats(numeric: decode.NumericBody, dtype: int) -> np.ndarray | None:
+    """What ``NumericBody.decode`` gave before its array.array path: numpy's conversion alone."""
+    array = decode._fast_array(numeric.values, dtype, bools=False)
+    return None if array is None else array.reshape(numeric.shape)
+
+
+edge_numbers = st.one_of(
+    st.integers(-(2**24) - 2, 2**24 + 2),
+    st.sampled_from([0, -(2**24) + 1, 2**24 - 1, 2**24, 2**53 + 1, -(2**63), 2**63 - 1, 2**64 - 1]),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(-(2.0**24), 2.0**24, allow_nan=False),
+    st.sampled_from([-0.0, 0.0, 5e-324, -5e-324, 3.4028234663852886e38, 3.5e38, 1.7976931348623157e308]),
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    numbers=st.lists(edge_numbers, min_size=1, max_size=12),
+    floats_only=st.booleans(),
+    dtype=st.sampled_from([values.DT_FLOAT, values.DT_DOUBLE]),
+)
+def test_the_array_fast_path_gives_the_same_bytes_as_before(numbers: list[Any], floats_only: bool, dtype: int) -> None:
+    """ints and floats of any size, -0.0, subnormals: the array.array path gives byte-identical arrays to
+    numpy's conversion it bypasses and to the general decoder, and declines where those refuse."""
+    if floats_only:
+        numbers = [float(n) for n in numbers]
+    body = orjson.dumps({"instances": numbers})
+    numeric = decode.NumericBody.read(body)
+    assert numeric is not None
+    fast = numeric.decode({"x": dtype})
+    before = _before_small_floats(numeric, dtype)
+    assert (fast is None) == (before is None)
+    if fast is not None and before is not None:
+        assert fast.inputs["x"].dtype == before.dtype and fast.inputs["x"].tobytes() == before.tobytes()
+    test_the_numeric_reader_agrees_with_the_general_decoder(body, dtype)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"instances": [[true, 1]]}',
+            "element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: true Type: True",
+        ),
+        (
+            b'{"instances": [1, false]}',
+            "element: 1 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: false Type: False",
+        ),
+    ],
+)
+def test_bools_never_reach_the_array_path_and_are_refused_as_before(body: bytes, message: str) -> None:
+    assert decode.NumericBody.read(body) is None  # the pattern admits no letters
+    with pytest.raises(InvalidInput) as raised:
+        _decode(body, {"x": FLOAT})
+    assert raised.value.message == f"Failed to process {message} is not of expected type: float"
 
 
 def test_the_numeric_reader_takes_the_usual_image_body() -> None:
