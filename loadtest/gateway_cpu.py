@@ -1,6 +1,7 @@
 """The gateway's CPU time per request, against the fake TF Serving upstream (no model in the way).
 
     python -m loadtest.gateway_cpu [--requests 6000] [--connections 32] [--rounds 3] [--protocols rest,grpc]
+        [--workers N] [--server event_loop=asyncio] [--server gc_freeze=false]
 
 ``--protocols`` also takes the Open Inference Protocol's v2-json, v2-binary and v2-grpc.
 
@@ -41,8 +42,11 @@ CALLS_PER_CHANNEL = 8
 PAYLOADS = {"rest": "instances", "grpc": "grpc", "v2-json": "v2-json", "v2-binary": "v2-binary", "v2-grpc": "v2-grpc"}
 
 
-def gateway_config(port: int, grpc_port: int, upstream: str, workers: int) -> dict[str, Any]:
-    """The gateway as the benchmark runs it (loadtest.targets.start_gateway), minus the repository."""
+def gateway_config(
+    port: int, grpc_port: int, upstream: str, workers: int, server: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The gateway as the benchmark runs it (loadtest.targets.start_gateway), minus the repository;
+    ``server`` overrides keys of the config's ``server:`` section (event_loop, gc_freeze, ...)."""
     config: dict[str, Any] = {
         "host": "127.0.0.1",
         "http_port": port,
@@ -52,9 +56,17 @@ def gateway_config(port: int, grpc_port: int, upstream: str, workers: int) -> di
         "api_keys": [API_KEY],
         "log_level": "info",
     }
-    if workers > 1:
-        config["server"] = {"workers": workers}
+    sections = {**(server or {}), **({"workers": workers} if workers > 1 else {})}
+    if sections:
+        config["server"] = sections
     return config
+
+
+def _server_setting(text: str) -> tuple[str, Any]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. event_loop=asyncio), got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 class RestClient:
@@ -177,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated from {', '.join(PAYLOADS)} (default rest,grpc)",
     )
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (config workers)")
+    parser.add_argument(
+        "--server",
+        type=_server_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gateway server: setting, repeatable: event_loop=asyncio, gc_freeze=false, gc_threshold=700",
+    )
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose gateway runs (default: this one)")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     args = parser.parse_args(argv)
@@ -187,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     fake_args = [python, "-m", "tests.integration.gateway.fake_upstream", "--port", str(upstream_port)]
     Managed("fake upstream", [*fake_args, "--models", SERVABLE], work / "fake.log", cwd=root)
     config = work / "gateway.yaml"
-    config.write_text(yaml.safe_dump(gateway_config(port, grpc_port, f"127.0.0.1:{upstream_port}", args.workers)))
+    config.write_text(
+        yaml.safe_dump(gateway_config(port, grpc_port, f"127.0.0.1:{upstream_port}", args.workers, dict(args.server)))
+    )
     gateway = Managed("gateway", [python, "-m", "serving.gateway", "--config", str(config)], work / "gw.log", cwd=root)
-    results: dict[str, Any] = {"root": str(root), "workers": args.workers, "runs": []}
+    results: dict[str, Any] = {"root": str(root), "workers": args.workers, "server": dict(args.server), "runs": []}
     try:
         url = f"http://127.0.0.1:{port}"
         gateway.wait_ready(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, 60)
