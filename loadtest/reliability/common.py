@@ -19,6 +19,15 @@ from loadtest.procs import Managed, free_port
 
 API_KEY = "reliability-key"
 SERVABLE = "cnn"  # the model every check sends to (a TF SavedModel: the production format)
+# export's CPU variants (every runtime but TensorRT), by name suffix
+VARIANT_PLATFORMS = {"dynamic": "tflite", "fp16": "tflite", "int8": "tflite", "onnx": "onnx"}
+
+
+def _newest(servable: Path) -> str:
+    """The newest numbered version directory's name, or "" when there is none."""
+    if not servable.is_dir():
+        return ""
+    return max((p.name for p in servable.iterdir() if p.name.isdigit()), key=int, default="")
 
 
 @dataclass
@@ -94,6 +103,32 @@ class Context:
         (repo / "models.config").write_text("\n".join([*lines, "}"]) + "\n")
         return repo
 
+    def runtime_repo(self, name: str) -> tuple[Path, dict[str, str]]:
+        """Every servable of the source repository, newest version as 1: the SavedModels and the TFLite /
+        ONNX variants export made of them (``cnn_dynamic``...), so every runtime the repository uses.
+        Nothing is exported here (the quick test repository has SavedModels only; every runtime is
+        covered by ``tests/integration/modelserver/test_input_checks.py``). Returns the repository and
+        its servables with their model_platform."""
+        repo = self.work / name
+        shutil.rmtree(repo, ignore_errors=True)
+        servables: dict[str, str] = {}
+        for source in sorted(p for p in self.source_repo.iterdir() if _newest(p)):
+            variant = source.name.rsplit("_", 1)[-1]
+            if (source / _newest(source) / "saved_model.pb").is_file():
+                servables[source.name] = "tensorflow"
+            elif "_" in source.name and variant in VARIANT_PLATFORMS:
+                servables[source.name] = VARIANT_PLATFORMS[variant]
+            else:
+                continue
+            shutil.copytree(source / _newest(source), repo / source.name / "1")
+        lines = ["model_config_list {"]
+        for servable, platform in servables.items():
+            lines.append(
+                f'  config {{ name: "{servable}" base_path: "{repo / servable}" model_platform: "{platform}" }}'
+            )
+        (repo / "models.config").write_text("\n".join([*lines, "}"]) + "\n")
+        return repo, servables
+
     def start_modelserver(
         self,
         repo: Path,
@@ -102,12 +137,14 @@ class Context:
         ports: tuple[int, int] | None = None,
         timeout: float = 180.0,
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Server:
-        """``ports`` = (gRPC, REST), to restart a server where it was; default: free ports."""
+        """``ports`` = (gRPC, REST), to restart a server where it was; default: free ports. ``env`` adds
+        to its environment (``TF_ENABLE_ONEDNN_OPTS``, for one)."""
         grpc_port, rest_port = ports or (free_port(), free_port())
         args = [sys.executable, "-m", "serving.modelserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}"]
         args += [f"--model_config_file={repo / 'models.config'}", "--file_system_poll_wait_seconds=1", *extra_args]
-        managed = Managed(name, args, self.log_path(name), {"CUDA_VISIBLE_DEVICES": ""})
+        managed = Managed(name, args, self.log_path(name), {"CUDA_VISIBLE_DEVICES": "", **(env or {})})
         self._started.append(managed)
         server = Server(managed, f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}")
         if wait:

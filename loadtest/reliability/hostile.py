@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 import orjson
 
-from loadtest.reliability import rawhttp
+from loadtest.reliability import rawhttp, shapes
 from loadtest.reliability.common import API_KEY, SERVABLE, CheckResult, Context, Server, timed
 from serving import protos
 from serving.tensors import from_numpy, to_numpy
@@ -104,8 +104,11 @@ def instances(rows: int, value: Any = 0.0) -> bytes:
 class Checker:
     """Runs cases, compares answers with expectations, checks health after each group."""
 
-    def __init__(self, result: CheckResult, gateway: Server, modelserver: Server, limits: Limits) -> None:
+    def __init__(
+        self, result: CheckResult, gateway: Server, modelserver: Server, limits: Limits, label: str = ""
+    ) -> None:
         self.result, self.gateway, self.modelserver, self.limits = result, gateway, modelserver, limits
+        self.label = label  # put before every case's group (which model server setting it ran under)
         self.cases: list[Case] = []
         self.channel = grpc.insecure_channel(
             gateway.grpc,
@@ -144,7 +147,9 @@ class Checker:
 
     # gRPC ------------------------------------------------------------------------------------------
 
-    def grpc_case(self, group: str, name: str, expected: str, call: Callable[[], Any], why: str = "") -> None:
+    def grpc_case(
+        self, group: str, name: str, expected: str, call: Callable[[], Any], why: str = "", target: str = "gateway"
+    ) -> None:
         started = time.monotonic()
         got, message = "OK", ""
         try:
@@ -153,7 +158,7 @@ class Checker:
             got, message = error.code().name, error.details() or ""
         seconds = time.monotonic() - started
         ok = got in expected.split("|") and (got == "OK" or bool(message))
-        self._record(Case(group, name, "gateway-grpc", expected, got, ok, seconds, message, why))
+        self._record(Case(group, name, f"{target}-grpc", expected, got, ok, seconds, message, why))
 
     def predict_request(self, name: str = SERVABLE, array: np.ndarray | None = None) -> Any:
         request = protos.PredictRequest()
@@ -173,6 +178,7 @@ class Checker:
         return {name: to_numpy(tensor) for name, tensor in response.outputs.items()}
 
     def _record(self, case: Case) -> None:
+        case.group = self.label + case.group
         self.cases.append(case)
         if not case.ok:
             self.result.fail(f"{case.target} {case.group}/{case.name}: expected {case.expected}, got {case.got}")
@@ -814,46 +820,63 @@ def run(ctx: Context) -> CheckResult:
             body_s=2.0 if quick else 20.0,
             ms_timeout_s=2.0 if quick else 30.0,
         )
-        repo = ctx.model_repo("hostile")
-        modelserver = ctx.start_modelserver(
-            repo,
-            extra_args=(
-                f"--rest_api_max_body_bytes={limits.max_body}",
-                f"--rest_api_timeout_in_ms={int(limits.ms_timeout_s * 1000)}",
-            ),
+        # every servable (the SavedModels) and every CPU runtime (the cnn's TFLite and ONNX variants)
+        repo, servables = ctx.runtime_repo("hostile")
+        modelserver_args = (
+            f"--rest_api_max_body_bytes={limits.max_body}",
+            f"--rest_api_timeout_in_ms={int(limits.ms_timeout_s * 1000)}",
         )
-        gateway = ctx.start_gateway(
-            repo,
-            [modelserver.grpc],
-            overrides={
-                "limits": {
-                    "max_body_bytes": limits.max_body,
-                    "max_batch_size": limits.max_batch,
-                    "max_image_pixels": limits.max_pixels,
-                },
-                "timeouts": {"header_read_s": limits.header_s, "body_read_s": limits.body_s},
-                "channel": {"max_message_bytes": limits.max_message},
+        gateway_overrides = {
+            "limits": {
+                "max_body_bytes": limits.max_body,
+                "max_batch_size": limits.max_batch,
+                "max_image_pixels": limits.max_pixels,
             },
-        )
-        checker = Checker(result, gateway, modelserver, limits)
-        try:
-            for group in (body_size, json_structure, batch_size, images, nan_inf, dtypes, names, traversal):
-                group(checker)
-                checker.healthy(group.__name__)
-            slow = slow_clients(checker, 32 if quick else 200)
-            checker.healthy("slow clients")
-        finally:
-            checker.close()
-        cases = checker.cases
+            "timeouts": {"header_read_s": limits.header_s, "body_read_s": limits.body_s},
+            "channel": {"max_message_bytes": limits.max_message},
+        }
+        cases: list[Case] = []
+        health_rounds = 0
+        slow: dict[str, Any] = {}
+        # oneDNN on (TensorFlow's default on Intel CPUs, where a wrong rank once aborted the model server)
+        # for every group; then oneDNN off (AMD's default) for the groups whose requests reach a runtime
+        for onednn, groups in (
+            ("1", (body_size, json_structure, batch_size, images, nan_inf, dtypes, names, traversal)),
+            ("0", (json_structure, batch_size, nan_inf, dtypes)),
+        ):
+            modelserver = ctx.start_modelserver(
+                repo, f"modelserver-onednn{onednn}", modelserver_args, env={"TF_ENABLE_ONEDNN_OPTS": onednn}
+            )
+            name = f"gateway-onednn{onednn}"
+            gateway = ctx.start_gateway(repo, [modelserver.grpc], name, overrides=gateway_overrides)
+            checker = Checker(result, gateway, modelserver, limits, label=f"[oneDNN {onednn}] ")
+            try:
+                for group in groups:
+                    group(checker)
+                    checker.healthy(group.__name__)
+                shapes.run_matrix(checker, servables)
+                if onednn == "1":
+                    slow = slow_clients(checker, 32 if quick else 200)
+                    checker.healthy("slow clients")
+            finally:
+                checker.close()
+            cases += checker.cases
+            health_rounds += checker.health_checks
+            gateway.managed.stop(grace=5.0)
+            modelserver.managed.stop(grace=5.0)
         by_target: dict[str, int] = {}
         for case in cases:
             by_target[case.target] = by_target.get(case.target, 0) + 1
         per_target = ", ".join(f"{k} {v}" for k, v in sorted(by_target.items()))
-        result.amount = f"{len(cases)} cases ({per_target}), {checker.health_checks} health rounds"
+        result.amount = (
+            f"{len(cases)} cases ({per_target}), {health_rounds} health rounds; {len(servables)} servables "
+            f"({', '.join(f'{k}: {v}' for k, v in servables.items())}); model server with oneDNN on, then off"
+        )
         result.figures = {
             "cases": len(cases),
             "cases_failed": sum(1 for case in cases if not case.ok),
-            "health_rounds": checker.health_checks,
+            "health_rounds": health_rounds,
+            "servables": servables,
             **{f"{k}_p50_during_ms": v["p50_during_ms"] for k, v in slow.items()},
             **{f"{k}_p50_before_ms": v["p50_before_ms"] for k, v in slow.items()},
             "limits": asdict(limits),
