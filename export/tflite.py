@@ -10,8 +10,9 @@ with a dynamic batch TFLite refuses it ("TensorListReserve op requires element_s
 For such models (lstm, and the ensemble that contains it) the graph is rebuilt from the Keras models
 kept in ``assets.extra/keras_model.keras`` with ``unroll=True`` (same weights, same arithmetic, 28
 fixed steps), saved with the same serving wrapper in a temporary SavedModel, and converted from there.
-The ensemble is always rebuilt, its vote with tf.argmax: Keras' argmax emits BitwiseAnd and Bitcast,
-which neither TFLite nor ONNX has (the ONNX variant of the ensemble converts the rebuilt graph too).
+The ensemble is always rebuilt with its model card's combination; its vote uses tf.argmax (Keras' argmax
+emits BitwiseAnd and Bitcast, which neither TFLite nor ONNX has; the ONNX variant of the ensemble converts
+the rebuilt graph too).
 """
 
 from __future__ import annotations
@@ -149,31 +150,15 @@ def save_unrolled(saved_model: Path, destination: Path) -> None:
 
     card = read_model_card(saved_model)
     models = [_unrolled_keras(path) for path in _keras_files(saved_model)]
-    model = _ensemble(models) if card.get("kind") == "ensemble" else models[0]
+    model = _ensemble(models, card) if card.get("kind") == "ensemble" else models[0]
     labels = [str(label) for label in card.get("labels", range(10))]
     write_savedmodel(model, destination, labels, card)
 
 
-def _ensemble(members: list[Any]) -> Any:
-    """training.ensemble.build_ensemble with a vote of TFLite builtins (same arithmetic)."""
-    import keras
-    import tensorflow as tf
+def _ensemble(members: list[Any], card: dict[str, Any]) -> Any:
+    """training.ensemble.build_ensemble with the combination from the model card (its vote is plain TF ops)."""
+    from training.calibration import Combination
+    from training.ensemble import build_ensemble
 
-    from training.models.registry import image_input
-
-    class Vote(keras.layers.Layer):
-        def call(self, member_probabilities: Any) -> dict[str, Any]:
-            soft = tf.reduce_mean(member_probabilities, axis=1)
-            votes = tf.reduce_sum(
-                tf.one_hot(tf.argmax(member_probabilities, axis=-1), member_probabilities.shape[-1]), axis=1
-            )
-            return {
-                "probabilities": soft,
-                "class_id": tf.argmax(soft, axis=-1, output_type=tf.int64),
-                "hard_vote_class_id": tf.argmax(votes + 0.5 * soft, axis=-1, output_type=tf.int64),
-                "member_probabilities": member_probabilities,
-            }
-
-    inputs = image_input()
-    stacked = keras.ops.stack([member(inputs) for member in members], axis=1)
-    return keras.Model(inputs, Vote(name="vote")(stacked), name="ensemble")
+    combination = card.get("combination")
+    return build_ensemble(members, Combination.from_dict(combination) if combination else None)

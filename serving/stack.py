@@ -27,11 +27,35 @@ def _has_versions(path: Path) -> bool:
     return path.is_dir() and any(p.name.isdigit() for p in path.iterdir())
 
 
-def _step(title: str, command: list[str]) -> None:
+def _elapsed(started: float) -> str:
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def _step(title: str, command: list[str], log: Path) -> None:
+    """Run one stage: its progress (stdout) on the terminal, its stderr (TensorFlow's start-up and
+    deprecation noise, warnings, errors) appended to ``log``; say how long it took."""
     print(f"\n==> {title}\n    {' '.join(command)}", flush=True)
-    completed = subprocess.run(command, check=False)
+    started = time.monotonic()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as sink:
+        sink.write(f"\n==> {title}\n    {' '.join(command)}\n")
+        sink.flush()
+        completed = subprocess.run(command, check=False, stderr=sink)
     if completed.returncode != 0:
-        raise SystemExit(f"error: step '{title}' failed with exit code {completed.returncode}; see its output above")
+        raise SystemExit(
+            f"error: step '{title}' failed with exit code {completed.returncode} after {_elapsed(started)}; "
+            f"the end of {log}:\n{_tail(log)}"
+        )
+    print(f"    done in {_elapsed(started)}", flush=True)
 
 
 def _wait_ready(url: str, children: list[Supervised], timeout_s: float) -> None:
@@ -86,13 +110,15 @@ PY
 Ctrl-C stops both servers."""
 
 
-def _prepare(repo: Path, python: str) -> None:
+def _prepare(repo: Path, python: str, log: Path) -> None:
     """Train the quick models if the repository lacks them, then export (idempotent)."""
+    print(f"==> TensorFlow's start-up messages and warnings go to {log}", flush=True)
     missing = [name for name in MODELS if not _has_versions(repo / name)]
     if missing:
         _step(
-            f"training quick models ({', '.join(missing)} missing in {repo})",
+            f"training quick models ({', '.join(missing)} missing in {repo}; about 3 minutes on 2 cores)",
             [python, "-m", "training", "--model", "all", "--profile", "quick", "--repo", str(repo)],
+            log,
         )
     else:
         print(f"==> models present in {repo}: {', '.join(MODELS)} (train more with python -m training)")
@@ -111,6 +137,7 @@ def _prepare(repo: Path, python: str) -> None:
             "--throughput-runs",
             "5",
         ],
+        log,
     )
     evaluation = repo / "export_report.md"
     if evaluation.is_file():
@@ -132,12 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--restart-backoff", type=float, default=0.5, help="first pause before restarting a dead server (doubles)"
     )
+    parser.add_argument(
+        "--log", type=Path, default=Path("logs/stack.log"), help="stderr of the training and export steps"
+    )
     args = parser.parse_args(argv)
     repo: Path = args.repo
     python = sys.executable
 
     if not args.serve_only:
-        _prepare(repo, python)
+        _prepare(repo, python, args.log)
     if args.no_serve:
         return 0
 
@@ -174,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     signal.signal(signal.SIGTERM, _stop)
     try:
+        started = time.monotonic()
         for child in children:
             print(f"\n==> starting the {child.name}\n    {' '.join(child.command)}", flush=True)
             child.start()
         _wait_ready(f"http://localhost:{args.http_port}/readyz", children, args.ready_timeout)
+        print(f"    model server and gateway ready in {_elapsed(started)}", flush=True)
         print(examples(args.http_port, args.grpc_port), flush=True)
         # From here on a child that dies is restarted (with backoff); meanwhile the gateway answers 503
         # for what the model server served, and /readyz says which servables are missing.

@@ -1,4 +1,9 @@
-"""IDX dataset files: finding them, reading them with checks, and a fixed validation split."""
+"""IDX dataset files: finding them, reading them with checks, and a fixed validation split.
+
+``fashion_mnist`` and ``mnist`` are the standard 60,000 + 10,000 files of 10 classes; ``idx`` is a user's
+own 28x28 grayscale data in the same four files, of any size and number of classes (names from a labels
+file, one per line, else "0".."N-1").
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,11 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     ),
     "mnist": tuple(str(digit) for digit in range(10)),
 }
-DATASETS = tuple(CLASS_NAMES)
+DATASETS = (*CLASS_NAMES, "idx")
+# Mirror images keep their class here (a shoe is a shoe either way round), so training may flip them.
+MIRROR_SAFE = ("fashion_mnist",)
 # Debian's package names the folders with a dash: /usr/share/datasets/fashion-mnist/.
-SYSTEM_DIRS = {name: Path("/usr/share/datasets") / name.replace("_", "-") for name in DATASETS}
+SYSTEM_DIRS = {name: Path("/usr/share/datasets") / name.replace("_", "-") for name in CLASS_NAMES}
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -82,6 +89,8 @@ def candidate_dirs(dataset: str, data_dir: Path | None = None) -> list[Path]:
     """Where to look, in order: --data-dir, $TENSORGATE_DATA, Debian's package, Keras' cache."""
     if data_dir is not None:
         return [data_dir]
+    if dataset == "idx":
+        return []
     dirs = []
     if env := os.environ.get("TENSORGATE_DATA"):
         dirs += [Path(env), Path(env) / dataset, Path(env) / dataset.replace("_", "-")]
@@ -94,16 +103,22 @@ def candidate_dirs(dataset: str, data_dir: Path | None = None) -> list[Path]:
 
 def locate(dataset: str, data_dir: Path | None = None) -> Path:
     """The first directory holding all four IDX files of the dataset."""
-    if dataset not in CLASS_NAMES:
+    if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if dataset == "idx" and data_dir is None:
+        raise DatasetError("--dataset idx needs --data-dir DIR, the folder holding your four IDX files")
     searched = candidate_dirs(dataset, data_dir)
+    stems = [stem for pair in SPLIT_FILES.values() for stem in pair]
     for directory in searched:
-        stems = [stem for pair in SPLIT_FILES.values() for stem in pair]
         if directory.is_dir() and all(_find_file(directory, stem) for stem in stems):
             return directory
-    hint = (
-        "apt-get install dataset-fashion-mnist" if dataset == "fashion_mnist" else "download the four MNIST IDX files"
-    )
+    if data_dir is not None and data_dir.is_dir():
+        missing = [stem for stem in stems if _find_file(data_dir, stem) is None]
+        if len(missing) < len(stems):
+            names = ", ".join(stem + "[.gz]" for stem in missing)
+            raise DatasetError(f"{data_dir}: missing {names} (the other IDX files are there)")
+    hints = {"fashion_mnist": "apt-get install dataset-fashion-mnist", "mnist": "download the four MNIST IDX files"}
+    hint = hints.get(dataset, "write your images and labels as IDX files")
     raise DatasetError(
         f"{dataset}: no IDX files found in {', '.join(str(d) for d in searched)}. "
         f"Get them with `{hint}`, or pass --data-dir / set TENSORGATE_DATA to a folder holding "
@@ -112,8 +127,13 @@ def locate(dataset: str, data_dir: Path | None = None) -> Path:
     )
 
 
-def load_split(directory: Path, split: str, check_count: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Images as uint8 [n, 28, 28] and labels as uint8 [n] for 'train' or 'test'."""
+def load_split(
+    directory: Path, split: str, check_count: bool = True, classes: int | None = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images as uint8 [n, 28, 28] and labels as uint8 [n] for 'train' or 'test'.
+
+    ``classes``: labels must be below it (None: any byte).
+    """
     image_stem, label_stem = SPLIT_FILES[split]
     image_path = _find_file(directory, image_stem)
     label_path = _find_file(directory, label_stem)
@@ -130,9 +150,25 @@ def load_split(directory: Path, split: str, check_count: bool = True) -> tuple[n
         raise DatasetError(f"{image_path} holds {len(images)} images but {label_path} {len(labels)} labels")
     if check_count and len(images) != EXPECTED_COUNTS[split]:
         raise DatasetError(f"{image_path}: {len(images)} images, expected {EXPECTED_COUNTS[split]}")
-    if labels.size and labels.max() > 9:
-        raise DatasetError(f"{label_path}: label {int(labels.max())} out of range 0..9")
+    if classes is not None and labels.size and labels.max() >= classes:
+        raise DatasetError(
+            f"{label_path}: label {int(labels.max())} is outside the {classes} classes (0..{classes - 1})"
+        )
     return images, labels
+
+
+def read_labels_file(path: Path) -> tuple[str, ...]:
+    """Class names, one per line in class order (blank lines and surrounding spaces ignored)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read the labels file ({error})") from error
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(names) < 2:
+        raise DatasetError(f"{path}: a labels file needs at least two class names, one per line; found {len(names)}")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{path}: class names repeat; each line must name a different class")
+    return names
 
 
 @dataclass(frozen=True)
@@ -145,23 +181,49 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    class_names: tuple[str, ...] = CLASS_NAMES["fashion_mnist"]
+    seed: int = 0  # of the validation split
 
     @property
-    def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES[self.name]
+    def classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def mirror_safe(self) -> bool:
+        return self.name in MIRROR_SAFE
 
 
 def load_dataset(
     name: str = "fashion_mnist",
     data_dir: Path | None = None,
-    validation_size: int = 5_000,
+    validation_size: int | None = None,
     seed: int = 0,
     check_counts: bool = True,
+    labels_file: Path | None = None,
 ) -> Dataset:
-    """Train/validation/test arrays; the validation split is a fixed, seeded draw from the training set."""
+    """Train/validation/test arrays; the validation split is a fixed, seeded draw from the training set
+    (5,000 images, or a tenth of a smaller training set)."""
+    if labels_file is not None and name != "idx":
+        raise DatasetError(f"--labels is for --dataset idx; {name} has its own class names")
     directory = locate(name, data_dir)
-    x_train_all, y_train_all = load_split(directory, "train", check_counts)
-    x_test, y_test = load_split(directory, "test", check_counts)
+    if name == "idx":
+        names = read_labels_file(labels_file) if labels_file is not None else None
+        limit = len(names) if names else None
+        x_train_all, y_train_all = load_split(directory, "train", check_count=False, classes=limit)
+        x_test, y_test = load_split(directory, "test", check_count=False, classes=limit)
+        if names is None:
+            count = int(max(y_train_all.max(initial=0), y_test.max(initial=0))) + 1
+            names = tuple(str(index) for index in range(count))
+        if len(names) < 2:
+            raise DatasetError(f"{directory}: the labels hold one class only; a classifier needs two or more")
+        if len(x_train_all) < 20:
+            raise DatasetError(f"{directory}: {len(x_train_all)} training images; need at least 20")
+    else:
+        names = CLASS_NAMES[name]
+        x_train_all, y_train_all = load_split(directory, "train", check_counts)
+        x_test, y_test = load_split(directory, "test", check_counts)
+    if validation_size is None:
+        validation_size = min(5_000, max(1, len(x_train_all) // 10))
     train_index, val_index = validation_split(len(x_train_all), validation_size, seed)
     return Dataset(
         name=name,
@@ -172,6 +234,8 @@ def load_dataset(
         y_val=y_train_all[val_index],
         x_test=x_test,
         y_test=y_test,
+        class_names=names,
+        seed=seed,
     )
 
 
@@ -187,7 +251,8 @@ def subset(images: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tupl
     if size >= len(images):
         return images, labels
     rng = np.random.default_rng(seed)
-    per_class = max(1, size // 10)
-    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(10)]
+    classes = int(labels.max()) + 1
+    per_class = max(1, size // classes)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(classes)]
     index = np.sort(np.concatenate(picks))
     return images[index], labels[index]

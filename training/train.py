@@ -8,7 +8,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from training.data import Dataset, subset
-from training.models import create_model, default_config
-from training.profiles import Profile
+from training.models import ModelConfig, create_model, default_config
+from training.models.registry import with_flip_tta
+from training.profiles import Profile, Recipe
 from training.repository import new_version
 from training.savedmodel import write_savedmodel
+from training.schedules import OneCycle
 
 
 @dataclass(frozen=True)
@@ -51,57 +53,71 @@ def git_commit() -> str:
         return "unknown"
 
 
+def duration(seconds: float) -> str:
+    """73.4 -> '1m 13s'; 4.2 -> '4.2s'."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
 def make_dataset(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, flip: bool, seed: int
+    images: np.ndarray, labels: np.ndarray, classes: int, batch_size: int, augment: Recipe | None, seed: int
 ) -> tf.data.Dataset:
-    """uint8 [n, 28, 28] images -> batches of float32 [b, 28, 28, 1] (0..255) with one-hot labels."""
+    """uint8 [n, 28, 28] images -> batches of float32 [b, 28, 28, 1] (0..255) with one-hot labels.
+
+    ``augment``: the recipe whose shifts and flips to apply (training), or None (evaluation).
+    """
     data = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
-    if training:
+    if augment is not None:
         data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size)
     augmenters: list[keras.layers.Layer] = []
-    if training:
-        augmenters.append(keras.layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", seed=seed))
-        if flip:
-            augmenters.append(keras.layers.RandomFlip("horizontal", seed=seed + 1))
+    if augment is not None and augment.shift_pixels:
+        shift = augment.shift_pixels / 28
+        augmenters.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
+    if augment is not None and augment.flip:
+        augmenters.append(keras.layers.RandomFlip("horizontal", seed=seed + 1))
 
     def prepare(batch_images: tf.Tensor, batch_labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = tf.cast(batch_images, tf.float32)
         for layer in augmenters:
             x = layer(x, training=True)
-        return x, tf.one_hot(batch_labels, 10)
+        return x, tf.one_hot(batch_labels, classes)
 
     return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 class Progress(keras.callbacks.Callback):
-    """One line per epoch with the overall ETA; keeps the best weights by validation accuracy."""
+    """One line per epoch with its time and the overall ETA; keeps the best weights by validation accuracy."""
 
     def __init__(self, name: str, epochs: int) -> None:
         super().__init__()
         self.label, self.epochs = name, epochs
         self.best_accuracy, self.best_weights, self.best_epoch = -1.0, None, 0
-        self.started = time.monotonic()
+        self.started = self.epoch_started = time.monotonic()
         self.history: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         row = {key: float(value) for key, value in logs.items() if isinstance(value, (int, float, np.floating))}
         row.pop("learning_rate", None)
+        now = time.monotonic()
+        row["seconds"] = round(now - self.epoch_started, 1)
         self.history.append(row)
-        elapsed = time.monotonic() - self.started
+        elapsed = now - self.started
         eta = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
         accuracy = row.get("val_accuracy", 0.0)
         if accuracy > self.best_accuracy:
-            self.best_accuracy, self.best_weights, self.best_epoch = (
-                accuracy,
-                self.model.get_weights(),
-                epoch + 1,
-            )
+            self.best_accuracy, self.best_weights, self.best_epoch = accuracy, self.model.get_weights(), epoch + 1
         print(
-            f"[{self.label}] epoch {epoch + 1}/{self.epochs}  loss {row.get('loss', math.nan):.4f}  "
-            f"acc {row.get('accuracy', math.nan):.4f}  val_loss {row.get('val_loss', math.nan):.4f}  "
-            f"val_acc {accuracy:.4f}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s",
+            f"[{self.label}] epoch {epoch + 1}/{self.epochs} in {duration(row['seconds'])}  "
+            f"loss {row.get('loss', math.nan):.4f}  acc {row.get('accuracy', math.nan):.4f}  "
+            f"val_loss {row.get('val_loss', math.nan):.4f}  val_acc {accuracy:.4f}  "
+            f"({duration(elapsed)} elapsed, about {duration(eta)} to go)",
             flush=True,
         )
 
@@ -110,10 +126,30 @@ class Progress(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: int) -> TrainResult:
+def model_config(name: str, data: Dataset, recipe: Recipe, x_train: np.ndarray) -> ModelConfig:
+    """The default architecture, resized by the recipe, for this dataset's classes and pixel statistics."""
+    config = default_config(name).with_overrides(**recipe.model)
+    pixels = x_train.astype(np.float64) / 255.0
+    return config.with_overrides(
+        classes=data.classes,
+        pixel_mean=round(float(pixels.mean()), 4),
+        pixel_std=round(float(pixels.std()), 4),
+        flip_tta=config.flip_tta and data.mirror_safe,
+    )
+
+
+def train_model(
+    name: str, data: Dataset, profile: Profile, repo: Path, seed: int, precision: str = "float32"
+) -> TrainResult:
+    """Train ``name`` with the profile's recipe and write it as the next version in ``repo``.
+
+    ``precision``: the Keras dtype policy for training (``float32`` or ``mixed_bfloat16``); the saved
+    model always computes in float32.
+    """
     keras.utils.set_random_seed(seed)
     started = time.monotonic()
     commit = git_commit()  # the code that trains, not whatever is checked out when the run ends
+    recipe = profile.recipe(name)
     x_train, y_train = data.x_train, data.y_train
     if profile.train_size:
         x_train, y_train = subset(x_train, y_train, profile.train_size, seed)
@@ -124,43 +160,54 @@ def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: in
     if profile.test_size:
         x_test, y_test = subset(x_test, y_test, profile.test_size, seed)
 
-    flip = data.name == "fashion_mnist" and profile.augment  # mirrored digits are not digits
-    train_batches = make_dataset(x_train, y_train, profile.batch_size, profile.augment, flip, seed)
-    val_batches = make_dataset(x_val, y_val, 512, False, False, seed)
-    epochs = profile.epochs[name]
-    steps = math.ceil(len(x_train) / profile.batch_size)
-    warmup = min(profile.warmup_epochs * steps, max(1, epochs * steps // 4))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=profile.learning_rate[name] / 10,
-        decay_steps=max(1, epochs * steps - warmup),
-        warmup_target=profile.learning_rate[name],
-        warmup_steps=warmup,
-        alpha=0.01,
-    )
-    config = default_config(name)
-    model = create_model(name, config)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=profile.weight_decay[name]),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=profile.label_smoothing),
+    recipe = recipe if data.mirror_safe else replace(recipe, flip=False)
+    train_batches = make_dataset(x_train, y_train, data.classes, recipe.batch_size, recipe, seed)
+    val_batches = make_dataset(x_val, y_val, data.classes, 500, None, seed)
+    config = model_config(name, data, recipe, x_train)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        trained = create_model(name, config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    steps = math.ceil(len(x_train) / recipe.batch_size)
+    trained.compile(
+        optimizer=keras.optimizers.AdamW(
+            OneCycle(recipe.learning_rate, recipe.epochs * steps, recipe.warmup_fraction),
+            weight_decay=recipe.weight_decay,
+        ),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=["accuracy"],
     )
     print(
-        f"[{name}] {model.count_params():,} parameters; training on {len(x_train):,} images, "
-        f"validating on {len(x_val):,}, {epochs} epochs, profile {profile.name}",
+        f"[{name}] training: {trained.count_params():,} parameters, {len(x_train):,} images, "
+        f"{recipe.epochs} epochs of {steps} steps, validating on {len(x_val):,} ({precision})",
         flush=True,
     )
-    progress = Progress(name, epochs)
-    model.fit(
+    progress = Progress(name, recipe.epochs)
+    trained.fit(
         train_batches,
         validation_data=val_batches,
-        epochs=epochs,
+        epochs=recipe.epochs,
         callbacks=[progress],
+        shuffle=False,  # the dataset shuffles itself
         verbose=1 if sys.stdout.isatty() else 0,
     )
-    probabilities = model.predict(x_test[..., None].astype(np.float32), batch_size=512, verbose=0)
-    predicted = probabilities.argmax(axis=1)
-    test_accuracy = float((predicted == y_test).mean())
-    seconds = time.monotonic() - started
+    training_seconds = time.monotonic() - started
+
+    # The served model computes in float32 (fast on every CPU), with the trained weights.
+    stage = time.monotonic()
+    model = create_model(name, config)
+    model.set_weights(trained.get_weights())
+    if config.flip_tta:
+        model = with_flip_tta(model)
+    probabilities = model.predict(x_test[..., None].astype(np.float32), batch_size=500, verbose=0)
+    test_accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
+    tta = " (mean over the image and its mirror image)" if config.flip_tta else ""
+    print(
+        f"[{name}] test accuracy {test_accuracy:.4f} on {len(x_test):,} images{tta} "
+        f"in {duration(time.monotonic() - stage)}",
+        flush=True,
+    )
     card: dict[str, Any] = {
         "name": name,
         "kind": "member",
@@ -170,8 +217,9 @@ def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: in
             "train_images": len(x_train),
             "validation_images": len(x_val),
             "test_images": len(x_test),
+            "validation_seed": data.seed,
         },
-        "input_contract": INPUT_CONTRACT,
+        "input_contract": input_contract(data.classes),
         "labels": list(data.class_names),
         "metrics": {
             "test_accuracy": test_accuracy,
@@ -181,45 +229,52 @@ def train_model(name: str, data: Dataset, profile: Profile, repo: Path, seed: in
         "history": progress.history,
         "model_config": config.to_dict(),
         "training": {
-            "profile": profile.to_dict(),
+            "profile": profile.name,
+            "recipe": recipe.to_dict(),
+            "train_size": profile.train_size,
+            "precision": precision,
             "seed": seed,
-            "seconds": round(seconds, 1),
-            "parameters": model.count_params(),
+            "fit_seconds": round(training_seconds, 1),
+            "seconds": round(time.monotonic() - started, 1),  # until saving: fit, test, model card
+            "parameters": trained.count_params(),
         },
         "versions": library_versions(),
         "git_commit": commit,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    stage = time.monotonic()
     with new_version(repo, name) as (version, staging):
         card["version"] = version
         write_savedmodel(model, staging, list(data.class_names), card)
         model.save(staging / "assets.extra" / "keras_model.keras")
+    seconds = time.monotonic() - started
     print(
-        f"[{name}] test accuracy {test_accuracy:.4f} on {len(x_test):,} images; "
-        f"wrote {repo / name / str(version)} in {seconds:.0f}s",
+        f"[{name}] saved {repo / name / str(version)} in {duration(time.monotonic() - stage)}; "
+        f"{name} done in {duration(seconds)}",
         flush=True,
     )
     return TrainResult(name, version, repo / name / str(version), test_accuracy, len(x_test), seconds)
 
 
-INPUT_CONTRACT = {
-    "signatures": {
-        "serving_default": {
-            "inputs": {"image": {"dtype": "float32", "shape": [-1, 28, 28, 1], "range": "0..255 raw pixels"}},
-            "outputs": {
-                "probabilities": {"dtype": "float32", "shape": [-1, 10]},
-                "class_id": {"dtype": "int64", "shape": [-1]},
+def input_contract(classes: int) -> dict[str, Any]:
+    return {
+        "signatures": {
+            "serving_default": {
+                "inputs": {"image": {"dtype": "float32", "shape": [-1, 28, 28, 1], "range": "0..255 raw pixels"}},
+                "outputs": {
+                    "probabilities": {"dtype": "float32", "shape": [-1, classes]},
+                    "class_id": {"dtype": "int64", "shape": [-1]},
+                },
             },
-        },
-        "serving_bytes": {
-            "inputs": {
-                "image_bytes": {
-                    "dtype": "string",
-                    "shape": [-1],
-                    "format": "PNG or JPEG (also GIF, BMP, WebP); prepared as docs/pictures.md",
-                }
+            "serving_bytes": {
+                "inputs": {
+                    "image_bytes": {
+                        "dtype": "string",
+                        "shape": [-1],
+                        "format": "PNG or JPEG (also GIF, BMP, WebP); prepared as docs/pictures.md",
+                    }
+                },
+                "outputs": "as serving_default",
             },
-            "outputs": "as serving_default",
-        },
+        }
     }
-}

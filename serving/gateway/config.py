@@ -148,6 +148,10 @@ class EnsembleConfig(_Section):
     weights: list[float] | None = None
     quorum: int | None = Field(None, ge=1, description="replies needed; default: all members")
     member_timeout_s: float = Field(2.0, gt=0)
+    calibration_from: str | None = Field(
+        "ensemble",
+        description="servable whose model card holds the members' temperatures and weights (soft, hard); null: none",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EnsembleConfig:

@@ -60,7 +60,9 @@ class Gateway:
         self.catalog = Catalog(settings, self.metrics)  # validates the config's references
         self._pool: UpstreamPool | None = None
         self.routes = {name: Route(name, config) for name, config in settings.routes.items()}
-        self.ensembles = {name: Ensemble(name, config, self.metrics) for name, config in settings.ensembles.items()}
+        self.ensembles = {
+            name: Ensemble(name, config, self.metrics, self.catalog.repo) for name, config in settings.ensembles.items()
+        }
         self._max_batch = settings.limits.max_batch_size
         self._metadata: dict[tuple[str, int | None, str | None], tuple[float, dict[str, dict[str, int]]]] = {}
         self._shadows: set[asyncio.Task[None]] = set()

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from training.calibration import Combination
 from training.data import CLASS_NAMES, load_dataset, subset
 
 MEMBERS = ("cnn", "lstm", "transformer")
@@ -91,7 +92,7 @@ def test_bytes_signature_matches_pixels_and_converts_odd_images(loaded, test_ima
     assert answer["probabilities"].shape == (1, 10)
 
 
-def test_ensemble_votes_follow_the_rules(loaded, test_images):
+def test_ensemble_combines_members_as_its_model_card_says(loaded, test_images, quick_repo_cached: Path):
     images, _ = test_images
     out = loaded["ensemble"].signatures["serving_default"](image=tf.constant(images[:200, ..., None], tf.float32))
     members = np.stack(
@@ -104,15 +105,22 @@ def test_ensemble_votes_follow_the_rules(loaded, test_images):
         axis=1,
     )
     np.testing.assert_allclose(out["member_probabilities"].numpy(), members, atol=1e-5)
-    soft = members.mean(axis=1)
-    np.testing.assert_allclose(out["probabilities"].numpy(), soft, atol=1e-5)
-    np.testing.assert_array_equal(out["class_id"].numpy(), soft.argmax(axis=1))
+    card = json.loads((quick_repo_cached / "ensemble" / "1" / "assets.extra" / "model_card.json").read_text())
+    combination = card["combination"]
+    assert combination["members"] == list(MEMBERS) and combination["mode"] in ("logit", "mean")
+    assert [m["temperature"] for m in card["members"]] == combination["temperatures"]
+    assert combination["fitted_on"].startswith("validation split")
+    expected = Combination.from_dict(combination).apply(members)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(out["class_id"].numpy(), expected.argmax(axis=1))
     member_classes = members.argmax(axis=2)
     for row, hard in enumerate(out["hard_vote_class_id"].numpy()):
         counts = np.bincount(member_classes[row], minlength=10)
         tied = np.flatnonzero(counts == counts.max())
-        expected = tied[np.argmax(soft[row, tied])]
-        assert hard == expected, (row, member_classes[row], soft[row])
+        assert hard == tied[np.argmax(expected[row, tied])], (row, member_classes[row], expected[row])
+    # fitted on validation data, the combination is at least as good there as the plain mean
+    fit = combination["validation"]
+    assert fit[combination["mode"]]["log_loss"] <= fit["equal"]["log_loss"] + 1e-9
 
 
 def test_model_card_and_labels_asset(quick_repo_cached: Path):

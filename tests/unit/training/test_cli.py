@@ -17,7 +17,7 @@ def test_unknown_model_dataset_and_profile(capsys, tmp_path):
     code, err = run(capsys, "--model", "resnet", "--repo", repo)
     assert code == 2 and err == "error: unknown model 'resnet'; choose one of: cnn, lstm, transformer, ensemble, all"
     code, err = run(capsys, "--dataset", "cifar", "--repo", repo)
-    assert code == 2 and err == "error: unknown dataset 'cifar'; choose one of: fashion_mnist, mnist"
+    assert code == 2 and err == "error: unknown dataset 'cifar'; choose one of: fashion_mnist, mnist, idx"
     code, err = run(capsys, "--profile", "huge", "--repo", repo)
     assert code == 2 and err == "error: unknown profile 'huge'; choose one of: quick, full"
 

@@ -95,7 +95,7 @@ def test_locate_order_and_missing_data_message(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="mnist: no IDX files found in") as error:
         locate("mnist")
     assert "--data-dir" in str(error.value)
-    with pytest.raises(DatasetError, match="unknown dataset 'cifar'; choose one of: fashion_mnist, mnist"):
+    with pytest.raises(DatasetError, match="unknown dataset 'cifar'; choose one of: fashion_mnist, mnist, idx"):
         locate("cifar")
 
 
@@ -121,3 +121,56 @@ def test_real_fashion_mnist_files():
     assert np.bincount(data.y_test).tolist() == [1000] * 10
     assert data.class_names == CLASS_NAMES["fashion_mnist"]
     assert data.class_names[0] == "T-shirt/top" and data.class_names[9] == "Ankle boot"
+
+
+def make_idx_dataset(directory: Path, train: int, test: int, classes: int) -> Path:
+    rng = np.random.default_rng(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28)))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", np.arange(count) % classes)
+    return directory
+
+
+def test_idx_dataset_of_any_size_and_number_of_classes(tmp_path):
+    directory = make_idx_dataset(tmp_path / "own", train=120, test=30, classes=4)
+    data = load_dataset("idx", directory)
+    assert data.class_names == ("0", "1", "2", "3") and data.classes == 4
+    assert len(data.x_val) == 12 and len(data.x_train) == 108 and len(data.x_test) == 30
+    assert not data.mirror_safe
+    labels = tmp_path / "labels.txt"
+    labels.write_text("circle\n square \n\ntriangle\nstar\nhexagon\n")
+    named = load_dataset("idx", directory, labels_file=labels)
+    assert named.class_names == ("circle", "square", "triangle", "star", "hexagon") and named.classes == 5
+
+
+def test_idx_dataset_errors_name_the_file(tmp_path):
+    directory = make_idx_dataset(tmp_path / "own", train=60, test=20, classes=4)
+    three = tmp_path / "three.txt"
+    three.write_text("a\nb\nc\n")
+    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte: label 3 is outside the 3 classes \(0\.\.2\)"):
+        load_dataset("idx", directory, labels_file=three)
+    with pytest.raises(DatasetError, match=r"missing\.txt: cannot read the labels file"):
+        load_dataset("idx", directory, labels_file=tmp_path / "missing.txt")
+    one = tmp_path / "one.txt"
+    one.write_text("only\n")
+    with pytest.raises(DatasetError, match="at least two class names"):
+        load_dataset("idx", directory, labels_file=one)
+    with pytest.raises(DatasetError, match="--dataset idx needs --data-dir"):
+        load_dataset("idx")
+    with pytest.raises(DatasetError, match="--labels is for --dataset idx"):
+        load_dataset("fashion_mnist", directory, labels_file=three)
+    write_idx(directory / "t10k-labels-idx1-ubyte", np.zeros(19))
+    with pytest.raises(DatasetError, match=r"holds 20 images but .*t10k-labels-idx1-ubyte 19 labels"):
+        load_dataset("idx", directory)
+    (directory / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DatasetError, match=r"own: missing t10k-labels-idx1-ubyte\[\.gz\] \(the other IDX files"):
+        load_dataset("idx", directory)
+
+
+def test_mnist_keeps_the_standard_checks(tmp_path):
+    directory = make_split_files(tmp_path / "m", train=30, test=10)
+    with pytest.raises(DatasetError, match="30 images, expected 60000"):
+        load_dataset("mnist", directory)
+    data = load_dataset("mnist", directory, check_counts=False)
+    assert data.class_names == tuple(str(digit) for digit in range(10)) and not data.mirror_safe

@@ -45,3 +45,44 @@ def test_ensemble_vote_layer_rules():
     assert out["class_id"].tolist() == [2, 4]
     assert out["hard_vote_class_id"].tolist() == [1, 4]
     assert out["class_id"].dtype == np.int64 and out["hard_vote_class_id"].dtype == np.int64
+
+
+@pytest.mark.parametrize("mode", ["logit", "mean"])
+def test_ensemble_vote_layer_applies_the_fitted_combination(mode):
+    from training.calibration import Combination
+    from training.ensemble import Vote
+
+    rng = np.random.default_rng(0)
+    members = rng.dirichlet(np.full(10, 0.3), (16, 3)).astype(np.float32)
+    members[0, 1] = np.eye(10)[3]  # a zero probability: clipped before the log, in both places
+    combination = Combination(mode, [0.8, 1.5, 3.0], [0.5, 0.3, 0.2] if mode == "mean" else [1.2, 0.7, 0.4])
+    layer = Vote(combination.to_dict())
+    out = {key: np.asarray(value) for key, value in layer(members).items()}
+    expected = combination.apply(members)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    assert out["class_id"].tolist() == expected.argmax(axis=1).tolist()
+    counts = np.eye(10)[members.argmax(axis=2)].sum(axis=1)
+    assert out["hard_vote_class_id"].tolist() == (counts + 0.5 * expected).argmax(axis=1).tolist()
+    assert Vote.from_config(layer.get_config()).combination == combination
+
+
+def test_flip_tta_averages_the_image_and_its_mirror():
+    from training.models.registry import default_config, with_flip_tta
+
+    model = create_model("cnn", default_config("cnn"))
+    served = with_flip_tta(model)
+    images = np.random.default_rng(1).integers(0, 256, (3, 28, 28, 1)).astype(np.float32)
+    expected = (np.asarray(model(images)) + np.asarray(model(images[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(np.asarray(served(images)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TRAINABLE_NAMES)
+def test_models_take_the_number_of_classes_and_pixel_statistics(name):
+    from training.models.registry import default_config
+
+    config = default_config(name).with_overrides(classes=4, pixel_mean=0.5, pixel_std=0.25)
+    model = create_model(name, config)
+    assert model.output_shape == (None, 4)
+    assert model.get_layer("standardise").get_config()["offset"] == pytest.approx(-2.0)
+    with pytest.raises(ValueError, match="unknown model settings"):
+        default_config(name).with_overrides(colour=True)
