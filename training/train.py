@@ -61,6 +61,25 @@ def duration(seconds: float) -> str:
     return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
+def random_erase(images: tf.Tensor, probability: float) -> tf.Tensor:
+    """Random erasing (arXiv 1708.04896): with ``probability``, blank one rectangle of each image.
+
+    The rectangle's sides are 4 to 13 pixels, its centre anywhere in the image (cut at the edges), its
+    pixels set to 0, the background of these images.
+    """
+    batch = tf.shape(images)[0]
+    height = tf.random.uniform([batch], 4, 14, tf.int32)
+    width = tf.random.uniform([batch], 4, 14, tf.int32)
+    centre_y = tf.random.uniform([batch], 0, 28, tf.int32)
+    centre_x = tf.random.uniform([batch], 0, 28, tf.int32)
+    positions = tf.range(28)[None, :]
+    rows = (positions >= (centre_y - height // 2)[:, None]) & (positions < (centre_y + height // 2)[:, None])
+    columns = (positions >= (centre_x - width // 2)[:, None]) & (positions < (centre_x + width // 2)[:, None])
+    inside = tf.cast(rows[:, :, None] & columns[:, None, :], images.dtype)
+    chosen = tf.cast(tf.random.uniform([batch]) < probability, images.dtype)[:, None, None]
+    return images * (1 - inside * chosen)[..., None]
+
+
 def make_dataset(
     images: np.ndarray, labels: np.ndarray, classes: int, batch_size: int, augment: Recipe | None, seed: int
 ) -> tf.data.Dataset:
@@ -83,6 +102,8 @@ def make_dataset(
         x = tf.cast(batch_images, tf.float32)
         for layer in augmenters:
             x = layer(x, training=True)
+        if augment is not None and augment.erase:
+            x = random_erase(x, augment.erase)
         return x, tf.one_hot(batch_labels, classes)
 
     return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -134,7 +155,8 @@ def model_config(name: str, data: Dataset, recipe: Recipe, x_train: np.ndarray) 
         classes=data.classes,
         pixel_mean=round(float(pixels.mean()), 4),
         pixel_std=round(float(pixels.std()), 4),
-        flip_tta=config.flip_tta and data.mirror_safe,
+        # mirror images are averaged in only where training showed them (else they are foreign to the model)
+        flip_tta=config.flip_tta and data.mirror_safe and recipe.flip,
     )
 
 
@@ -164,6 +186,7 @@ def train_model(
     train_batches = make_dataset(x_train, y_train, data.classes, recipe.batch_size, recipe, seed)
     val_batches = make_dataset(x_val, y_val, data.classes, 500, None, seed)
     config = model_config(name, data, recipe, x_train)
+    precision = precision if recipe.bfloat16 else "float32"
     keras.mixed_precision.set_global_policy(precision)
     try:
         trained = create_model(name, config)

@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving import protos
 from serving.gateway.calibration import latest_card, read_calibration
 from serving.gateway.config import EnsembleConfig
 from serving.gateway.context import CallContext
 from serving.gateway.ensembles import Ensemble
 from serving.gateway.metrics import Metrics
-from serving.tensors import from_numpy, to_numpy
+from serving.predict import ModelSpec, Predict, Prediction
 from training.calibration import Combination
 
 MEMBERS = ["cnn", "lstm", "transformer"]
@@ -103,23 +102,18 @@ class Members:
     def __init__(self, failing: str | None = None) -> None:
         self.failing = failing
 
-    async def __call__(self, servable: str, request: Any, call: CallContext) -> Any:
+    async def __call__(self, servable: str, request: Predict, call: CallContext) -> Prediction:
         if servable == self.failing:
             raise TimeoutError
-        response = protos.PredictResponse()
-        response.model_spec.name = servable
-        response.model_spec.version.value = 1
-        from_numpy(PROBABILITIES[servable], out=response.outputs["probabilities"])
-        return response
+        assert request.spec.name == servable and request.inputs["image"].shape == (5, 28, 28, 1)
+        return Prediction({"probabilities": PROBABILITIES[servable]}, servable, 1)
 
 
 def predict(ensemble: Ensemble, forward: Members) -> dict[str, np.ndarray]:
-    request = protos.PredictRequest()
-    request.model_spec.name = ensemble.name
-    from_numpy(np.zeros((5, 28, 28, 1), np.float32), out=request.inputs["image"])
+    request = Predict(ModelSpec(ensemble.name), {"image": np.zeros((5, 28, 28, 1), np.float32)})
     call = CallContext(request_id="test", deadline=time.monotonic() + 5)
-    response, _ = asyncio.run(ensemble.predict(request, call, forward))
-    return {key: to_numpy(value) for key, value in response.outputs.items()}
+    answer, _ = asyncio.run(ensemble.predict(request, call, forward))
+    return answer.outputs
 
 
 @pytest.mark.parametrize("voting", ["soft", "hard"])

@@ -1,0 +1,51 @@
+"""Pieces of the training loop: augmentation, the one-cycle schedule, the precision choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.precision import cpu_has_amx_bf16, resolve
+
+
+def test_random_erase_blanks_one_rectangle_per_chosen_image():
+    import tensorflow as tf
+
+    from training.train import random_erase
+
+    images = tf.ones((64, 28, 28, 1))
+    np.testing.assert_array_equal(random_erase(images, 0.0).numpy(), images.numpy())
+    erased = random_erase(images, 1.0).numpy()[..., 0]
+    for image in erased:
+        rows, columns = np.nonzero(image == 0)
+        assert rows.size > 0  # every image lost a rectangle ...
+        height, width = rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
+        assert height <= 13 and width <= 13 and rows.size == height * width  # ... and only one
+
+
+def test_one_cycle_rises_to_the_peak_then_falls_to_a_thousandth():
+    from training.schedules import OneCycle
+
+    schedule = OneCycle(1e-2, total_steps=100, warmup_fraction=0.2)
+    values = [float(schedule(step)) for step in (0, 10, 20, 60, 100, 150)]
+    assert values[0] == pytest.approx(4e-4) and values[1] == pytest.approx(5.2e-3)
+    assert values[2] == pytest.approx(1e-2) and values[3] == pytest.approx((1e-2 + 1e-5) / 2)
+    assert values[4] == pytest.approx(1e-5) and values[5] == pytest.approx(1e-5)
+    assert OneCycle.from_config(schedule.get_config()).get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="one-cycle needs"):
+        OneCycle(0.0, 10)
+
+
+def test_precision_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    assert cpu_has_amx_bf16(amx) and not cpu_has_amx_bf16(plain) and not cpu_has_amx_bf16(tmp_path / "none")
+    assert resolve("float32") == "float32" and resolve("bfloat16") == "mixed_bfloat16"
+    monkeypatch.setattr("training.precision.cpu_has_amx_bf16", lambda: False)
+    assert resolve("auto") == "float32"
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve("half")
