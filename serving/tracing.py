@@ -1,56 +1,150 @@
 """OpenTelemetry tracing for the gateway and the model server: off unless configured.
 
-``configure(endpoint, ratio, service)`` sets the process's tracer up: spans go to an OTLP/gRPC
+``configure(endpoint, ratio, service)`` sets the process's tracing up: spans go to an OTLP/gRPC
 collector at ``endpoint``; a request with no sampled parent is traced with probability ``ratio``
 (a parent's decision is always followed, so a trace is never cut in half between the processes).
-The W3C ``traceparent`` travels in HTTP headers and gRPC metadata. Until ``configure`` runs nothing
-of OpenTelemetry is imported, and every hook below is a call that returns a shared null context.
+The W3C ``traceparent`` (and ``tracestate``) travel in HTTP headers and gRPC metadata. Until
+``configure`` runs nothing of OpenTelemetry is imported, and every hook below is a call that returns a
+shared null context.
+
+Spans are recorded here, on the serving thread, as small slotted objects that become plain tuples when
+they end; serving.tracing_export turns them into OTLP protobufs and sends them in batches from its own
+thread. (OpenTelemetry's Python SDK built several objects per span and encoded each one under the GIL:
+at 10% sampling it cost the gateway 10-17% of its peak, bench/tracing/report.md.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar, Token
 from typing import Any
 
+from serving.tracing_export import Exporter
+
 _NULL = contextlib.nullcontext()
+_INTERNAL, _SERVER = 1, 2  # OTLP span kinds
 _active: _Tracing | None = None
-# Within a sampled request: True (its spans are recorded). Within an unsampled one: the traceparent to
-# send on (flags 00, so the next process does not sample it either). Unsampled requests never reach
-# OpenTelemetry's SDK: at 10% sampling, nine requests in ten cost a random draw and two context
-# variable sets.
-_SAMPLED: ContextVar[bool] = ContextVar("tensorgate_trace_sampled", default=False)
-_FORWARD: ContextVar[str | None] = ContextVar("tensorgate_trace_forward", default=None)
+# Within a sampled request: its current span. Within an unsampled one: the caller's traceparent to send
+# on (flags 00, so the next process does not sample it either), or None (a new traceparent, also 00,
+# for each call it makes). Unsampled requests record nothing: at 10% sampling nine requests in ten cost
+# a random draw and, at most, a context variable set.
+_STATE: ContextVar[_Span | str | None] = ContextVar("tensorgate_trace", default=None)
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_getrandbits, _time_ns = random.getrandbits, time.time_ns
 
 
 class _Tracing:
     def __init__(self, endpoint: str, ratio: float, service: str) -> None:
-        from opentelemetry import context, trace
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        self.provider = TracerProvider(
-            resource=Resource.create({"service.name": service}),
-            sampler=ParentBased(ALWAYS_ON),  # roots are decided by server_span, before the SDK is asked
-        )
+        self.exporter = Exporter(endpoint, service)
         self.ratio = ratio
-        insecure = not endpoint.startswith("https://")
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=insecure)
-        # batches leave every 5 s by default (OTEL_BSP_SCHEDULE_DELAY, in ms, changes it)
-        self.provider.add_span_processor(BatchSpanProcessor(exporter))
-        self.tracer = self.provider.get_tracer("tensorgate")
-        self.propagator = TraceContextTextMapPropagator()
-        self.trace = trace
-        self.context = context
-        self.server_kind = trace.SpanKind.SERVER
-        self.client_kind = trace.SpanKind.CLIENT
+
+
+class _Span:
+    """A span being recorded. ``attributes`` is kept (and changed by set_attribute), not copied."""
+
+    __slots__ = (
+        "attributes",
+        "error",
+        "events",
+        "kind",
+        "links",
+        "name",
+        "parent_id",
+        "span_id",
+        "start",
+        "trace_id",
+        "tracestate",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        trace_id: int,
+        parent_id: int,
+        kind: int = _INTERNAL,
+        attributes: Any = None,
+        links: list[tuple[int, int]] | None = None,
+        tracestate: str | None = None,
+    ) -> None:
+        self.trace_id, self.span_id, self.parent_id = trace_id, _getrandbits(64) or 1, parent_id
+        self.name, self.kind, self.attributes, self.links = name, kind, attributes, links
+        self.events: list[tuple[str, int, Mapping[str, Any]]] | None = None
+        self.error: str | None = None
+        self.tracestate = tracestate
+        self.start = _time_ns()
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.attributes is None:
+            self.attributes = {}
+        self.attributes[key] = value
+
+    def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
+        if self.events is None:
+            self.events = []
+        self.events.append((name, _time_ns(), attributes))
+
+    def set_error(self, message: str = "") -> None:
+        self.error = message
+
+    def child(self, name: str, attributes: Any) -> _Span:
+        return _Span(name, self.trace_id, self.span_id, _INTERNAL, attributes, None, self.tracestate)
+
+    def end(self) -> None:
+        if _active is not None:
+            _active.exporter.add(
+                (
+                    self.trace_id,
+                    self.span_id,
+                    self.parent_id,
+                    self.name,
+                    self.kind,
+                    self.start,
+                    _time_ns(),
+                    self.attributes,
+                    self.events,
+                    self.links,
+                    self.error,
+                )
+            )
+
+
+class _Scope:
+    """``span`` is the current one within the block; it ends with the block (failed if it raised)."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: _Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> _Span:
+        self._token = _STATE.set(self.span)
+        return self.span
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        _STATE.reset(self._token)
+        if error is not None:
+            self.span.set_error(f"{kind.__name__}: {error}")
+        self.span.end()
+
+
+class _Unsampled:
+    """Nothing recorded within the block; ``forward`` (or None: a new one per call) is the traceparent
+    sent on."""
+
+    __slots__ = ("_forward", "_token")
+
+    def __init__(self, forward: str | None) -> None:
+        self._forward = forward
+
+    def __enter__(self) -> None:
+        self._token: Token[Any] = _STATE.set(self._forward)
+
+    def __exit__(self, *exc: object) -> None:
+        _STATE.reset(self._token)
 
 
 def configure(endpoint: str | None, ratio: float = 1.0, service: str = "tensorgate") -> bool:
@@ -75,119 +169,95 @@ def shutdown() -> None:
     """Send what is buffered and stop (at process exit)."""
     global _active
     if _active is not None:
-        _active.provider.shutdown()
-        _active = None
+        exporter, _active = _active.exporter, None
+        exporter.shutdown()
 
 
 def recording() -> bool:
     """Inside a sampled request (its spans are recorded)."""
-    return _active is not None and _SAMPLED.get()
+    return _active is not None and isinstance(_STATE.get(), _Span)
 
 
 def event(name: str, attributes: Mapping[str, Any]) -> None:
     """An event on the current span (cheaper than a span: e.g. each attempt of an upstream call)."""
-    if _active is not None and _SAMPLED.get():
-        _active.trace.get_current_span().add_event(name, attributes)
+    current = _STATE.get()
+    if _active is not None and isinstance(current, _Span):
+        current.add_event(name, attributes)
 
 
 def span(name: str, attributes: Mapping[str, Any] | None = None) -> Any:
     """A child span of the current one, as a context manager (a null context when tracing is off)."""
-    if _active is None or not _SAMPLED.get():
+    current = _STATE.get()
+    if _active is None or not isinstance(current, _Span):
         return _NULL
-    return _active.tracer.start_as_current_span(name, attributes=attributes)
+    return _Scope(current.child(name, attributes))
 
 
-@contextlib.contextmanager
-def _server(name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any] | None) -> Iterator[Any]:
+def _decide(traceparent: str | None) -> tuple[int, int] | str | None:
+    """For a request with this ``traceparent``: (trace id, parent span id) when it is recorded (a new
+    trace: parent 0), the traceparent to send on when the caller said not to sample, None when the
+    ratio said no. The caller's valid flag decides; without a valid one, the ratio does."""
     assert _active is not None
-    parent = _active.propagator.extract(carrier)
-    sampled, forward = _SAMPLED.set(True), _FORWARD.set(None)
-    try:
-        with _active.tracer.start_as_current_span(
-            name, context=parent, kind=_active.server_kind, attributes=attributes
-        ) as current:
-            yield current
-    finally:
-        _SAMPLED.reset(sampled)
-        _FORWARD.reset(forward)
-
-
-class _Unsampled:
-    """An unsampled request: nothing recorded; the traceparent to send on is set for its duration."""
-
-    __slots__ = ("_token", "_value")
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value or _unsampled_parent()
-
-    def __enter__(self) -> None:
-        self._token = (_SAMPLED.set(False), _FORWARD.set(self._value))
-
-    def __exit__(self, *exc: object) -> None:
-        _SAMPLED.reset(self._token[0])
-        _FORWARD.reset(self._token[1])
-
-
-def _unsampled_parent() -> str:
-    return f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-00"
-
-
-def _sampled_flag(traceparent: str) -> bool | None:
-    """The sampled bit of a W3C traceparent; None when it is not a valid one."""
-    parts = traceparent.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+    if traceparent:
+        parsed = _TRACEPARENT.fullmatch(traceparent.strip())
+        if parsed is not None and parsed[1] != "ff" and (parsed[1] != "00" or parsed[5] is None):
+            trace_id, parent_id = int(parsed[2], 16), int(parsed[3], 16)
+            if trace_id and parent_id:
+                return (trace_id, parent_id) if int(parsed[4], 16) & 1 else traceparent
+    if random.random() >= _active.ratio:
         return None
-    try:
-        return bool(int(parts[3], 16) & 1)
-    except ValueError:
-        return None
+    return (_getrandbits(128) or 1, 0)
+
+
+def _server(name: str, decided: tuple[int, int], tracestate: str | None, attributes: Any) -> _Scope:
+    return _Scope(_Span(name, decided[0], decided[1], _SERVER, attributes, None, tracestate))
 
 
 def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any] | None = None) -> Any:
     """A request's span, child of the caller's ``traceparent`` in ``carrier`` (headers or metadata).
-    The caller's sampled flag decides; without a valid one, ``ratio`` does. Yields None when unsampled."""
+    Yields None when unsampled."""
     if _active is None:
         return _NULL
-    parent = carrier.get("traceparent")
-    decided = _sampled_flag(parent) if parent else None
-    if decided is None:
-        if random.random() >= _active.ratio:
-            return _Unsampled(None)
-    elif not decided:
-        return _Unsampled(parent)
-    return _server(name, carrier, attributes)
+    decided = _decide(carrier.get("traceparent"))
+    if not isinstance(decided, tuple):
+        return _Unsampled(decided)
+    return _server(name, decided, carrier.get("tracestate"), dict(attributes) if attributes else None)
+
+
+def _unsampled_parent() -> str:
+    return f"00-{_getrandbits(128) or 1:032x}-{_getrandbits(64) or 1:016x}-00"
 
 
 def outgoing(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """``metadata`` plus the ``traceparent`` to send on (unchanged when off or outside a request)."""
+    """``metadata`` plus the ``traceparent`` to send on (unchanged when off)."""
     if _active is None:
         return metadata
-    if not _SAMPLED.get():  # outside a request too (status polls): tell the next process not to sample
-        forward = _FORWARD.get() or _unsampled_parent()
-        return (*metadata, ("traceparent", forward))
-    carrier: dict[str, str] = {}
-    _active.propagator.inject(carrier)
-    return metadata + tuple(carrier.items()) if carrier else metadata
+    current = _STATE.get()
+    if current is None:  # unsampled, or outside a request (status polls): the next process must not sample
+        return (*metadata, ("traceparent", _unsampled_parent()))
+    if isinstance(current, str):
+        return (*metadata, ("traceparent", current))
+    sent = (*metadata, ("traceparent", f"00-{current.trace_id:032x}-{current.span_id:016x}-01"))
+    return (*sent, ("tracestate", current.tracestate)) if current.tracestate else sent
 
 
 def capture() -> Any:
-    """The current trace context, to continue it elsewhere (a merged batch); None when off or unsampled."""
-    if _active is None or not _SAMPLED.get():
-        return None
-    return _active.context.get_current()
+    """The current span, to continue its trace elsewhere (a merged batch); None when off or unsampled."""
+    current = _STATE.get()
+    return current if _active is not None and isinstance(current, _Span) else None
 
 
 def span_from(name: str, parents: Iterable[Any], attributes: Mapping[str, Any] | None = None) -> Any:
-    """A span whose parent is the first sampled captured context, linked to the other sampled ones (work
+    """A span whose parent is the first sampled captured span, linked to the other sampled ones (work
     done once for several requests: a coalesced upstream call, a model server batch)."""
     if _active is None:
         return _NULL
-    trace = _active.trace
     sampled = [parent for parent in parents if parent is not None]
     if not sampled:
         return _Unsampled(None)
-    links = [trace.Link(trace.get_current_span(parent).get_span_context()) for parent in sampled[1:]]
-    return _active.tracer.start_as_current_span(name, context=sampled[0], links=links, attributes=attributes)
+    first = sampled[0]
+    links = [(parent.trace_id, parent.span_id) for parent in sampled[1:]] or None
+    return _Scope(_Span(name, first.trace_id, first.span_id, _INTERNAL, attributes, links, first.tracestate))
 
 
 class Interval:
@@ -196,8 +266,8 @@ class Interval:
     __slots__ = ("_span",)
 
     def __init__(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
-        recording = _active is not None and _SAMPLED.get()
-        self._span = _active.tracer.start_span(name, attributes=attributes) if recording and _active else None
+        current = _STATE.get()
+        self._span = current.child(name, attributes) if _active is not None and isinstance(current, _Span) else None
 
     def end(self) -> None:
         if self._span is not None:
@@ -207,10 +277,8 @@ class Interval:
 
 def trace_id() -> str | None:
     """The current span's trace id (32 hex digits) when it is sampled, else None."""
-    if _active is None or not _SAMPLED.get():
-        return None
-    context = _active.trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid and context.trace_flags.sampled else None
+    current = _STATE.get()
+    return f"{current.trace_id:032x}" if _active is not None and isinstance(current, _Span) else None
 
 
 def server_timing(started: float, trace: str | None = None) -> bytes:
@@ -240,16 +308,20 @@ class HttpSpans:
         if scope["type"] != "http" or _active is None:
             await self.app(scope, receive, send)
             return
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in (b"traceparent", b"tracestate")
-        }
-        attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
-        with server_span(f"{scope['method']} {scope['path']}", carrier, attributes) as current:
-            if current is None:  # not sampled
+        traceparent = tracestate = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                tracestate = value.decode("latin-1")
+        decided = _decide(traceparent)
+        if not isinstance(decided, tuple):  # not sampled
+            with _Unsampled(decided):
                 await self.app(scope, receive, send)
-                return
+            return
+        method, path = scope["method"], scope["path"]
+        attributes = {"http.request.method": method, "url.path": path}
+        with _server(f"{method} {path}", decided, tracestate, attributes) as current:
 
             async def send_traced(message: Any) -> None:
                 if message["type"] == "http.response.start":
@@ -259,8 +331,8 @@ class HttpSpans:
                         key = _SPAN_HEADERS.get(name)
                         if key is not None:
                             current.set_attribute(key, value.decode("latin-1"))
-                    if status >= 500 and _active is not None:
-                        current.set_status(_active.trace.Status(_active.trace.StatusCode.ERROR))
+                    if status >= 500:
+                        current.set_error()
                 await send(message)
 
             await self.app(scope, receive, send_traced)

@@ -12,14 +12,15 @@ import pytest
 from serving import tracing
 
 
-def test_an_app_without_tracing_config_never_loads_the_sdk() -> None:
-    # (FastAPI imports the OpenTelemetry API by itself; the SDK and exporter are ours to load)
+def test_an_app_without_tracing_config_never_loads_otlp() -> None:
+    # (FastAPI imports the OpenTelemetry API by itself; the OTLP protos are ours to load)
     code = (
         "import sys\n"
         "from serving.gateway.config import load_settings\n"
         "from serving.gateway.main import create_app\n"
         "create_app(load_settings(repo=None, servables={'cnn': 'default'}))\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))))\n"
+        "ours = ('opentelemetry.sdk', 'opentelemetry.exporter', 'opentelemetry.proto')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(ours)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

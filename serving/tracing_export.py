@@ -1,0 +1,159 @@
+"""The OTLP/gRPC export side of serving.tracing: finished spans arrive as plain tuples and leave in
+batches from one background thread, which alone builds the OTLP protobufs (``opentelemetry-proto``,
+the published messages any OpenTelemetry collector accepts) and makes the gRPC call.
+
+Recording a span is one ``list.append`` on the serving thread; nothing of protobuf or gRPC runs there.
+Batches leave every ``OTEL_BSP_SCHEDULE_DELAY`` ms (5000 by default, as OpenTelemetry's SDK) or as soon
+as ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans (512) wait; past ``OTEL_BSP_MAX_QUEUE_SIZE`` (2048)
+waiting spans, new ones are dropped and counted. A failed export is logged and its spans dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger("serving.tracing")
+
+# (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, attributes, events, links, error)
+# ids are ints (0: no parent); events: [(name, time_ns, attributes)]; links: [(trace_id, span_id)];
+# error: None, or the status message of a failed span
+Record = tuple[int, int, int, str, int, int, int, Any, Any, Any, Any]
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+class Exporter:
+    def __init__(self, endpoint: str, service: str) -> None:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401 (fail early)
+
+        secure = endpoint.startswith("https://")
+        self.target = endpoint.split("://", 1)[1] if "://" in endpoint else endpoint
+        self.secure = secure
+        self.service = service
+        self.delay_s = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self.batch = _env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+        self.limit = max(self.batch, _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
+        self.timeout_s = _env_int("OTEL_EXPORTER_OTLP_TIMEOUT", 10000) / 1000
+        self.dropped = 0
+        self._start()
+        os.register_at_fork(after_in_child=self._start)  # gateway workers: a thread and channel each
+
+    def _start(self) -> None:
+        self.pending: deque[Record] = deque()  # append and popleft are atomic: no lock
+        self._wake = threading.Event()
+        self._stopping = False
+        self._channel: Any = None
+        self._thread = threading.Thread(target=self._run, name="tensorgate-otlp-export", daemon=True)
+        self._thread.start()
+
+    def add(self, record: Record) -> None:
+        pending = self.pending
+        if len(pending) >= self.limit:
+            self.dropped += 1
+            return
+        pending.append(record)
+        if len(pending) == self.batch:
+            self._wake.set()
+
+    def shutdown(self) -> None:
+        """Send what waits, then stop the thread."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(self.timeout_s + 1)
+        if self._channel is not None:
+            self._channel.close()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.delay_s)
+            self._wake.clear()
+            self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        pending, size = self.pending, self.batch
+        while pending:
+            records = [pending.popleft() for _ in range(min(size, len(pending)))]
+            self._send(records)
+
+    def _send(self, records: list[Record]) -> None:
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        try:
+            if self._channel is None:
+                if self.secure:
+                    self._channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials())
+                else:
+                    self._channel = grpc.insecure_channel(self.target)
+                self._stub = trace_service_pb2_grpc.TraceServiceStub(self._channel)
+            self._stub.Export(encode(records, self.service), timeout=self.timeout_s)
+        except Exception as error:  # the collector is down or slow: drop, never block serving
+            log.warning("trace export to %s failed (%d spans dropped): %s", self.target, len(records), error)
+        if self.dropped:
+            log.warning("%d spans dropped: more than %d waited for export", self.dropped, self.limit)
+            self.dropped = 0
+
+
+def encode(records: list[Record], service: str) -> Any:
+    """An OTLP ExportTraceServiceRequest holding ``records``."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.extend(_attributes({"service.name": service}))
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "tensorgate"
+    out = scope_spans.spans
+    for trace_id, span_id, parent_id, name, kind, start, end, attributes, events, links, error in records:
+        trace_bytes = trace_id.to_bytes(16, "big")
+        span = Span(
+            trace_id=trace_bytes,
+            span_id=span_id.to_bytes(8, "big"),
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            start_time_unix_nano=start,
+            end_time_unix_nano=end,
+        )
+        if parent_id:
+            span.parent_span_id = parent_id.to_bytes(8, "big")
+        if attributes:
+            span.attributes.extend(_attributes(attributes))
+        for event_name, at, event_attributes in events or ():
+            event = span.events.add(name=event_name, time_unix_nano=at)
+            event.attributes.extend(_attributes(event_attributes))
+        for link_trace, link_span in links or ():
+            span.links.add(trace_id=link_trace.to_bytes(16, "big"), span_id=link_span.to_bytes(8, "big"))
+        if error is not None:
+            span.status.code = Status.STATUS_CODE_ERROR
+            span.status.message = error
+        out.append(span)
+    return request
+
+
+def _attributes(values: Mapping[str, Any]) -> list[Any]:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    pairs = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            any_value = AnyValue(bool_value=value)
+        elif isinstance(value, int):
+            any_value = AnyValue(int_value=value)
+        elif isinstance(value, float):
+            any_value = AnyValue(double_value=value)
+        else:
+            any_value = AnyValue(string_value=str(value))
+        pairs.append(KeyValue(key=key, value=any_value))
+    return pairs
