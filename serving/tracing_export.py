@@ -46,7 +46,11 @@ class Exporter:
         self.timeout_s = _env_int("OTEL_EXPORTER_OTLP_TIMEOUT", 10000) / 1000
         self.dropped = 0
         self._start()
-        os.register_at_fork(after_in_child=self._start)  # gateway workers: a thread and channel each
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:  # a forked worker gets a thread and channel of its own
+        if not self._stopping:
+            self._start()
 
     def _start(self) -> None:
         self.pending: deque[Record] = deque()  # append and popleft are atomic: no lock

@@ -80,3 +80,92 @@ def test_the_callers_flag_decides_and_unsampled_requests_say_so_downstream() -> 
     assert not tracing.enabled()
     names = {span.name for span in receiver.spans()}
     assert names <= {"sampled"}
+
+
+def test_spans_reach_a_real_receiver_with_parents_links_events_and_types() -> None:
+    from loadtest.otlp_receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        assert tracing.configure(receiver.endpoint, 1.0, "unit")
+        trace_id, parent = "c" * 32, "d" * 16
+        carrier = {"traceparent": f"00-{trace_id}-{parent}-01", "tracestate": "vendor=1"}
+        with tracing.server_span("request", carrier, {"n": 3}) as root:
+            root.set_attribute("ok", True)
+            with tracing.span("child", {"ratio": 0.5}):
+                tracing.event("attempt", {"attempt": 1, "code": "OK"})
+                sent = dict(tracing.outgoing(()))
+                other = tracing.capture()
+            with pytest.raises(KeyError), tracing.span("failing"):
+                raise KeyError("x")
+            queued = tracing.Interval("queue")
+        with tracing.server_span("second", {}):  # a new trace (ratio 1), linked from the batch
+            second = tracing.capture()
+        with tracing.span_from("batch", [None, other, second]):
+            pass
+        queued.end()
+    finally:
+        tracing.shutdown()  # sends what waits
+        receiver.stop()
+    spans = {span.name: span for span in receiver.spans()}
+    assert set(spans) == {"request", "child", "failing", "queue", "second", "batch"}
+    request, child = spans["request"], spans["child"]
+    assert request.trace_id == trace_id and request.parent_id == parent and request.kind == 2  # SERVER
+    assert request.attributes == {"n": 3, "ok": True} and request.service == "unit"
+    assert child.parent_id == request.span_id and child.attributes == {"ratio": 0.5} and child.kind == 1
+    assert child.events == (("attempt", {"attempt": 1, "code": "OK"}),)
+    assert sent == {"traceparent": f"00-{trace_id}-{child.span_id}-01", "tracestate": "vendor=1"}
+    assert spans["failing"].parent_id == request.span_id and spans["queue"].parent_id == request.span_id
+    assert spans["second"].trace_id != trace_id and spans["second"].parent_id == ""
+    batch = spans["batch"]
+    assert batch.parent_id == child.span_id and batch.links == (spans["second"].trace_id,)
+    assert all(span.start_ns <= span.end_ns for span in spans.values())
+
+
+def test_a_failed_span_has_an_error_status() -> None:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+    from serving.tracing_export import encode
+
+    records = [
+        (1, 2, 0, "ok", 2, 10, 20, {"a": "b"}, None, None, None),
+        (1, 3, 2, "bad", 1, 11, 19, None, None, None, "E"),
+    ]
+    ok, bad = encode(records, "unit").resource_spans[0].scope_spans[0].spans
+    assert ok.status.code == Status.STATUS_CODE_UNSET and not ok.parent_span_id
+    assert bad.status.code == Status.STATUS_CODE_ERROR and bad.status.message == "E"
+    assert bad.parent_span_id == (2).to_bytes(8, "big") and bad.trace_id == (1).to_bytes(16, "big")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "00-" + "0" * 32 + "-" + "2" * 16 + "-01",  # zero trace id
+        "00-" + "1" * 32 + "-" + "0" * 16 + "-01",  # zero parent id
+        "ff-" + "1" * 32 + "-" + "2" * 16 + "-01",  # version ff
+        "00-" + "1" * 32 + "-" + "2" * 16 + "-01-extra",  # version 00 has four parts
+        "00-" + "A" * 32 + "-" + "2" * 16 + "-01",  # upper case
+        "00-" + "1" * 31 + "-" + "2" * 16 + "-01",
+    ],
+)
+def test_an_invalid_traceparent_leaves_the_decision_to_the_ratio(header: str) -> None:
+    assert tracing.configure("127.0.0.1:9", 0.0, "unit")  # nothing is exported: nothing is sampled
+    try:
+        with tracing.server_span("x", {"traceparent": header}) as current:
+            assert current is None
+            assert dict(tracing.outgoing(()))["traceparent"].split("-")[1] != header.split("-")[1]
+    finally:
+        tracing.shutdown()
+
+
+def test_spans_beyond_the_queue_limit_are_dropped_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    from serving.tracing_export import Exporter
+
+    exporter = Exporter("127.0.0.1:9", "unit")
+    exporter.shutdown()  # its thread stops (nothing to send), so nothing drains the queue below
+    for index in range(10):
+        exporter.add((1, index + 1, 0, "s", 1, 0, 0, None, None, None, None))
+    assert len(exporter.pending) == 4 and exporter.dropped == 6
