@@ -102,13 +102,16 @@ def _webp(encoded: tf.Tensor) -> tf.Tensor:
 def decode_rgba(encoded: tf.Tensor) -> tf.Tensor:
     """One encoded picture -> uint8 [h, w, 4]; a clear InvalidArgument for anything else."""
     kind = _format(encoded)
-    checks = [
-        tf.debugging.assert_positive(tf.strings.length(encoded), message="image_bytes: the image is empty (0 bytes)"),
-        tf.debugging.assert_less(
+    # An empty picture fails both checks; the second waits for the first so that the error always
+    # names the real cause (independent assertions run in whichever order the executor picks).
+    not_empty = tf.debugging.assert_positive(
+        tf.strings.length(encoded), message="image_bytes: the image is empty (0 bytes)"
+    )
+    with tf.control_dependencies([not_empty]):
+        known = tf.debugging.assert_less(
             kind, len(_FORMATS), message="image_bytes: the image could not be decoded: send PNG or JPEG bytes"
-        ),
-    ]
-    with tf.control_dependencies(checks):
+        )
+    with tf.control_dependencies([not_empty, known]):
         declared = _declared_pixels(encoded, kind)
     size_check = tf.debugging.assert_less_equal(
         declared,

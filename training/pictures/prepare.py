@@ -120,8 +120,13 @@ def _trim_and_fit(y: tf.Tensor, background: tf.Tensor) -> tf.Tensor:
 
 def prepare_picture(encoded: tf.Tensor) -> tf.Tensor:
     """One encoded picture (scalar string) -> float32 [28, 28, 1], raw intensities 0..255."""
-    y, alpha = luma_and_alpha(decode_rgba(encoded))
-    y = orient(composite(y, alpha), exif_orientation(encoded))
+    rgba = decode_rgba(encoded)
+    # The orientation is read from the bytes only once they decoded: on a bad picture (empty, say) its
+    # own ops could otherwise fail first, with an error that does not name the cause.
+    with tf.control_dependencies([rgba]):
+        orientation = exif_orientation(encoded)
+    y, alpha = luma_and_alpha(rgba)
+    y = orient(composite(y, alpha), orientation)
     background = background_level(y)
     shape = tf.shape(y)
     dataset_style = tf.logical_and(
