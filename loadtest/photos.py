@@ -217,6 +217,9 @@ def _model_card(repo: Path | None, model: str) -> tuple[str, str]:
     profile = card.get("training", {}).get("profile", {})
     name = profile.get("name", "?") if isinstance(profile, dict) else profile
     epochs = profile.get("epochs", {}).get(model) if isinstance(profile, dict) else None
+    recipe = card.get("training", {}).get("recipe")
+    if epochs is None and isinstance(recipe, dict):  # cards since the per-model recipes
+        epochs = recipe.get("epochs")
     accuracy = card.get("metrics", {}).get("test_accuracy")
     return (
         f"version {versions[0]}",
