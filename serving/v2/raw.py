@@ -7,6 +7,7 @@ element; BYTES is each element as a 4-byte little-endian length followed by its 
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,15 @@ import numpy as np
 from serving.errors import InvalidInput
 
 _LENGTH = struct.Struct("<I")
+_NATIVE_IS_LITTLE = sys.byteorder == "little"
+_LITTLE: dict[np.dtype[Any], np.dtype[Any]] = {}  # dtype -> its little-endian form (newbyteorder costs a new dtype)
+
+
+def _little(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    found = _LITTLE.get(dtype)
+    if found is None:
+        found = _LITTLE[dtype] = dtype.newbyteorder("<")
+    return found
 
 
 def decode(buffer: Any, datatype: str, dtype: np.dtype[Any], shape: tuple[int, ...], count: int, where: str) -> Any:
@@ -27,7 +37,7 @@ def decode(buffer: Any, datatype: str, dtype: np.dtype[Any], shape: tuple[int, .
         )
     if datatype == "BOOL":
         return np.frombuffer(buffer, dtype=np.uint8).astype(np.bool_).reshape(shape)
-    return np.frombuffer(buffer, dtype=dtype.newbyteorder("<")).reshape(shape)
+    return np.frombuffer(buffer, dtype=_little(dtype)).reshape(shape)
 
 
 def decode_bytes(buffer: Any, count: int, where: str) -> np.ndarray:
@@ -61,7 +71,9 @@ def encode(array: np.ndarray, datatype: str) -> bytes:
         return encode_bytes(array)
     if datatype == "BOOL":
         return np.ascontiguousarray(array, dtype=np.bool_).tobytes()
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    if _NATIVE_IS_LITTLE and array.dtype.isnative:
+        return array.tobytes()  # row-major whatever the strides (an answer's rows are views of a batch)
+    return np.ascontiguousarray(array, dtype=_little(array.dtype)).tobytes()
 
 
 def encode_bytes(array: np.ndarray) -> bytes:
