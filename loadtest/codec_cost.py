@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2000, help="calls per timing (default 2000)")
     parser.add_argument("--batch", type=int, default=1, help="images per request (default 1)")
     args = parser.parse_args(argv)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, (payload, decoder, encoder) in codecs(args.batch).items():
         decode_us, encode_us = best_us(decoder, args.repeat), best_us(encoder, args.repeat)
         rows.append({"payload": kind, "body_bytes": len(payload.body), "decode_us": decode_us, "encode_us": encode_us})
