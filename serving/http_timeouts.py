@@ -4,9 +4,9 @@ uvicorn times out idle keep-alive connections only: a client that opens a connec
 request line and headers a byte at a time holds it forever, and so does one that sends its body a byte
 at a time (the ASGI app waits in ``receive()``). Two pieces close both holes:
 
-- ``timed_http_protocol(seconds)``: uvicorn's httptools protocol with a timer from the connection (or
-  the end of the previous response) to the end of the request's headers; when it fires, the client
-  gets 408 ``{"error": ...}`` and the connection is closed.
+- ``timed_http_protocol(seconds, parser)``: uvicorn's httptools (or h11) protocol with a timer from the
+  connection (or the end of the previous response) to the end of the request's headers; when it fires,
+  the client gets 408 ``{"error": ...}`` and the connection is closed.
   Requests that are not HTTP at all (uvicorn's plain-text 400) get a JSON ``{"error"}`` body too.
 - ``receive_with_deadline(receive, deadline)``: an ASGI ``receive`` that raises ``RequestTimeout``
   (408) when the body has not arrived by ``deadline`` (``time.monotonic()``).
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import uvicorn.protocols.http.h11_impl
 
 from serving.errors import RequestTimeout
 from serving.tfserving.encode import error_body
@@ -33,8 +33,17 @@ def _closing_response(status_line: bytes, message: str) -> bytes:
     return head + body
 
 
-class _TimedHttpToolsProtocol(HttpToolsProtocol):
+class _HeaderTimer(asyncio.Protocol):
+    """The header timer, for either of uvicorn's HTTP protocols (it goes before them in the bases).
+
+    Both parse in ``data_received`` and start a new ``cycle`` when a request's headers are complete,
+    so a ``cycle`` that changed during ``data_received`` is what stops the timer.
+    """
+
     header_timeout_s = 10.0
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,14 +56,13 @@ class _TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._bytes_seen = True
+        cycle = self.cycle
         super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
-        super().on_headers_complete()
+        if self.cycle is not cycle:
+            self._cancel_header_timer()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing():
             self._bytes_seen = False
             self._arm_header_timer()  # the next request on this connection gets the same allowance
@@ -87,9 +95,20 @@ class _TimedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def timed_http_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with a ``header_timeout_s`` limit on receiving request headers."""
-    return type("TimedHttpToolsProtocol", (_TimedHttpToolsProtocol,), {"header_timeout_s": header_timeout_s})
+HttpParser = Literal["httptools", "h11"]
+
+
+def timed_http_protocol(header_timeout_s: float, parser: HttpParser = "httptools") -> type[asyncio.Protocol]:
+    """uvicorn's ``parser`` protocol with a ``header_timeout_s`` limit on receiving request headers."""
+    base: type[asyncio.Protocol]
+    if parser == "h11":
+        base = uvicorn.protocols.http.h11_impl.H11Protocol
+    else:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # needs httptools
+
+        base = HttpToolsProtocol
+    name = f"Timed{base.__name__}"
+    return type(name, (_HeaderTimer, base), {"header_timeout_s": header_timeout_s})
 
 
 def receive_with_deadline(receive: Any, deadline: float, seconds: float) -> Any:

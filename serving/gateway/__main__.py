@@ -16,7 +16,7 @@ import uvicorn
 
 from serving.gateway import workers
 from serving.gateway.config import ConfigError, load_settings
-from serving.http_timeouts import timed_http_protocol
+from serving.http_timeouts import HttpParser, timed_http_protocol
 
 log = logging.getLogger("tensorgate.gateway")
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(arguments.config, **overrides)
         loop = event_loop(settings.server.event_loop)
+        parser = http_parser(settings.server.http_parser)
         if settings.server.workers > 1 and not workers.is_worker():
             return workers.supervise(settings.server.workers, sys.argv[1:] if argv is None else argv)
         from serving.gateway.accesslog import configure_logging
@@ -56,18 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid gateway config: {error}", file=sys.stderr)
         return 2
     log.info(
-        "gateway starting: http %s:%s, grpc %s, %s event loop",
+        "gateway starting: http %s:%s, grpc %s, %s event loop, %s HTTP parser",
         settings.host,
         settings.http_port,
         settings.grpc_port,
         loop,
+        parser,
     )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.http_port,
         loop=loop,  # grpc.aio and uvicorn share this loop
-        http=timed_http_protocol(settings.timeouts.header_read_s),  # httptools, with a header timeout
+        http=timed_http_protocol(settings.timeouts.header_read_s, parser),  # with a header timeout
         ws="none",  # no websockets: nothing to import for them
         access_log=False,  # ours is structured: serving.gateway.accesslog
         server_header=False,  # "server: uvicorn" says nothing a client needs
@@ -90,6 +92,19 @@ def event_loop(choice: str) -> str:
             raise ConfigError("server.event_loop: uvloop is not installed (pip install uvloop)") from None
         return "asyncio"
     return "uvloop"
+
+
+def http_parser(choice: str) -> HttpParser:
+    """httptools (C; measured faster, docs/loadtest.md) unless asked for h11 or not installed."""
+    if choice == "h11":
+        return "h11"
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        if choice == "httptools":
+            raise ConfigError("server.http_parser: httptools is not installed (pip install httptools)") from None
+        return "h11"
+    return "httptools"
 
 
 class _Server(uvicorn.Server):

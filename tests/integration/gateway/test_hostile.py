@@ -22,14 +22,15 @@ from tests.integration.gateway.conftest import FakeUpstream, Gateway, image_inst
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_module: Path) -> Iterator[Gateway]:
+@pytest.fixture(scope="module", params=["httptools", "h11"])  # server.http_parser: both keep the limits
+def gateway(tmp_module: Path, request: pytest.FixtureRequest) -> Iterator[Gateway]:
     upstream = FakeUpstream(tmp_module, "cnn")
     config = {
         "repo": None,
         "servables": {"cnn": "default"},
         "upstreams": {"default": {"targets": [upstream.target]}},
         "timeouts": {"header_read_s": 1.0, "body_read_s": 1.0},
+        "server": {"http_parser": request.param},
     }
     gw = Gateway(tmp_module, config)
     gw.wait_ready()
@@ -57,6 +58,13 @@ def _drip(port: int, data: bytes, first: bytes = b"") -> tuple[float, rawhttp.Re
         while chunk := sock.recv(65536):
             answer += chunk
         return time.monotonic() - started, rawhttp.parse(answer)
+
+
+def test_requests_on_one_connection_are_answered(gateway: Gateway, request: pytest.FixtureRequest) -> None:
+    for value in (0.0, 255.0, 0.0):
+        answer = gateway.client.post("/v1/models/cnn:predict", json=image_instances(value))
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+    assert f"{request.node.callspec.params['gateway']} HTTP parser" in gateway.log()
 
 
 def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closes(gateway: Gateway) -> None:
