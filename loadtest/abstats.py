@@ -75,7 +75,8 @@ def effects(rows: list[dict[str, Any]], factors: dict[str, list[Any]], protocol:
                     rate.append(other["requests_per_s"] / row["requests_per_s"])
             if not cpu:
                 continue
-            cheaper = sum(ratio < 1 for ratio in cpu)
+            cheaper, dearer = sum(ratio < 1 for ratio in cpu), sum(ratio > 1 for ratio in cpu)
+            p = sign_test_p(cheaper, cheaper + dearer)  # ties (same CPU to the clock tick) say nothing
             found.append(
                 {
                     "factor": key,
@@ -85,8 +86,10 @@ def effects(rows: list[dict[str, Any]], factors: dict[str, list[Any]], protocol:
                     "cpu_ratio": _ratios(cpu),
                     "rate_ratio": _ratios(rate),
                     "cheaper_pairs": cheaper,
-                    "sign_test_p": round(sign_test_p(cheaper, len(cpu)), 4),
-                    "verdict": verdict(statistics.median(cpu), sign_test_p(cheaper, len(cpu))),
+                    "dearer_pairs": dearer,
+                    "tied_pairs": len(cpu) - cheaper - dearer,
+                    "sign_test_p": float(f"{p:.3g}"),
+                    "verdict": verdict(statistics.median(cpu), p),
                 }
             )
     return found
@@ -97,14 +100,23 @@ def _ratios(values: list[float]) -> dict[str, float]:
 
 
 def verdict(median_ratio: float, p: float) -> str:
+    """Noise unless the sign test says otherwise; a consistent effect under NOISE_RATIO is called small."""
     change = median_ratio - 1
-    if abs(change) < NOISE_RATIO or p >= SIGNIFICANT_P:
+    if p >= SIGNIFICANT_P:
         return "within noise"
+    if abs(change) < NOISE_RATIO:
+        return f"{abs(change):.1%} {'less' if change < 0 else 'more'} CPU: consistent but under {NOISE_RATIO:.0%}"
     return f"{abs(change):.0%} {'less' if change < 0 else 'more'} CPU"
 
 
 def _config_text(config: dict[str, Any]) -> str:
     return ", ".join(f"{key}={_text(value)}" for key, value in config.items())
+
+
+def _rebuilt(result: dict[str, Any]) -> str:
+    if "rebuilt_utc" not in result:
+        return ""
+    return f" Tables rebuilt from the measured rows on {result['rebuilt_utc']} (`--report`)."
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -119,7 +131,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['connections']} connections, "
         f"{result['requests']['rest']} REST / {result['requests']['grpc']} gRPC single-image requests per "
         "measurement, a fresh gateway per measurement, configurations in a shuffled order per repeat, "
-        "against the fake upstream. CPU: the gateway's user + system time per request.",
+        "against the fake upstream. CPU: the gateway's user + system time per request." + _rebuilt(result),
         "",
     ]
     for protocol, summary in result["summary"].items():
@@ -140,7 +152,7 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"## {protocol}: per factor (paired within a repeat; ratio = level / baseline)",
             "",
-            "| factor | level vs baseline | pairs | CPU ratio median (range) | cheaper in | sign-test p | "
+            "| factor | level vs baseline | pairs | CPU ratio median (range) | cheaper / dearer / tied | sign-test p | "
             "req/s ratio median (range) | verdict |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -149,14 +161,15 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {effect['factor']} | {_text(effect['level'])} vs {_text(effect['baseline'])} | "
                 f"{effect['pairs']} | {cpu['median']:.3f} ({cpu['min']:.3f}-{cpu['max']:.3f}) | "
-                f"{effect['cheaper_pairs']}/{effect['pairs']} | {effect['sign_test_p']:.3g} | "
+                f"{effect['cheaper_pairs']} / {effect['dearer_pairs']} / {effect['tied_pairs']} | "
+                f"{effect['sign_test_p']:.2g} | "
                 f"{rate['median']:.3f} ({rate['min']:.3f}-{rate['max']:.3f}) | {effect['verdict']} |"
             )
         lines.append("")
     for failure in result.get("failures", []):
         lines.append(f"Failed: {failure.splitlines()[0]}")
     lines.append(
-        f"Verdict: an effect under {NOISE_RATIO:.0%} or with sign-test p >= {SIGNIFICANT_P} is called noise. "
+        f"Verdict: an effect with sign-test p >= {SIGNIFICANT_P} is called noise, one under {NOISE_RATIO:.0%} small. "
         "Pairs from one repeat share the machine's state, so p is a guide."
     )
     return "\n".join(lines) + "\n"

@@ -2,11 +2,12 @@
 
     python -m loadtest.gateway_ab [--repeats 6] [--requests 5000] [--grpc-requests 3000] [--connections 32]
         [--factor event_loop=uvloop,asyncio] [--factor gc_freeze=true,false] [--factor http_parser=httptools,h11]
-        [--factor 'grpc_arguments=[{}, {"grpc.enable_channelz": 0}]'] [--seed 13] [--budget-s 420]
+        [--factor 'gc_threshold=[700, 7000]'] [--seed 13] [--budget-s 420]
         [--out bench/gateway-ab] [--report bench/gateway-ab/<run>/report.json]
 
 A factor is a key of the gateway config's ``server:`` section and the values to try (the first is the
-baseline); without ``--factor`` the three above are crossed (8 configurations).
+baseline; a YAML list for values with commas); without ``--factor`` the three above are crossed (8
+configurations).
 
 Each configuration (one value of every factor) is measured once per repeat, each time in a fresh gateway
 process, in an order shuffled anew for every repeat (seeded), against one fake upstream that lives for
@@ -50,7 +51,11 @@ from loadtest.abstats import markdown as report_markdown
 from loadtest.gateway_cpu import SERVABLE, GrpcClient, RestClient, cpu_seconds, gateway_config
 from loadtest.procs import ROOT, Managed, free_port, stop_all, tail
 
-DEFAULT_FACTORS = {"event_loop": ["uvloop", "asyncio"], "gc_freeze": [True, False], "http_parser": ["httptools", "h11"]}
+DEFAULT_FACTORS: dict[str, list[Any]] = {
+    "event_loop": ["uvloop", "asyncio"],
+    "gc_freeze": [True, False],
+    "http_parser": ["httptools", "h11"],
+}
 PROTOCOLS = ("rest", "grpc")
 
 
@@ -122,7 +127,7 @@ async def measure_config(
         _check_started_as(log, config)
         rest = payloads.build("instances", SERVABLE, 1, count=1)[0]
         grpc_body = payloads.build("grpc", SERVABLE, 1, count=1)[0].body
-        clients = {
+        clients: dict[str, Any] = {
             "rest": RestClient(port, rest.body, args.connections, content_type=rest.content_type),
             "grpc": GrpcClient(grpc_port, grpc_body, args.connections),
         }
@@ -205,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="only rebuild report.md from this (partial) report.json")
     args = parser.parse_args(argv)
     if args.report:
-        finish(json.loads(args.report.read_text()), args.report.parent)
+        earlier = json.loads(args.report.read_text())
+        earlier["rebuilt_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        finish(earlier, args.report.parent)
         return 0
     factors = dict(args.factor) or DEFAULT_FACTORS
     configs = configurations(factors)

@@ -103,9 +103,6 @@ class ServerConfig(_Section):
     gc_freeze: bool = Field(True, description="after start, keep start-up objects out of the collector's way")
     gc_threshold: int = Field(700, ge=0, description="the collector's first-generation threshold (Python's 700)")
     workers: int = Field(1, ge=1, le=64, description="processes serving both ports (SO_REUSEPORT)")
-    grpc_arguments: dict[str, int | str] = Field(
-        default_factory=dict, description="gRPC channel arguments of the gRPC front's server (grpc.*: value)"
-    )
 
 
 class CorsConfig(_Section):

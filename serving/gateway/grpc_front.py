@@ -63,7 +63,6 @@ class GrpcFront:
         options = channel_options(settings)[:2]
         if settings.server.workers > 1:  # every worker binds the port (gRPC's Linux default, made explicit)
             options.append(("grpc.so_reuseport", 1))
-        options += settings.server.grpc_arguments.items()
         self.server = grpc.aio.server(options=options)
         self.health = health_aio.HealthServicer()
         self.port = 0

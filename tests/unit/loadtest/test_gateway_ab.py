@@ -42,12 +42,9 @@ def test_each_configuration_is_a_valid_gateway_server_section() -> None:
 
 def test_factor_arguments() -> None:
     assert gateway_ab._factor("gc_freeze=true,false") == ("gc_freeze", [True, False])
-    arguments = 'grpc_arguments=[{}, {"grpc.enable_channelz": 0, "grpc.http2.bdp_probe": 0}]'
-    key, levels = gateway_ab._factor(arguments)
-    assert (key, levels) == ("grpc_arguments", [{}, {"grpc.enable_channelz": 0, "grpc.http2.bdp_probe": 0}])
-    for config in gateway_ab.configurations({key: levels}):
-        parsed = Settings.model_validate({**gateway_ab.gateway_config(1, 2, "127.0.0.1:3", 1, config), "repo": None})
-        assert parsed.server.grpc_arguments == config["grpc_arguments"]
+    assert gateway_ab._factor("gc_threshold=[700, 7000]") == ("gc_threshold", [700, 7000])
+    key, levels = gateway_ab._factor('options=[{}, {"grpc.enable_channelz": 0, "grpc.http2.bdp_probe": 0}]')
+    assert (key, levels) == ("options", [{}, {"grpc.enable_channelz": 0, "grpc.http2.bdp_probe": 0}])
     for text in ("gc_freeze", "gc_freeze=true", "=a,b", "gc_freeze=[true]"):
         with pytest.raises(argparse.ArgumentTypeError, match="KEY=A,B"):
             gateway_ab._factor(text)
@@ -76,6 +73,13 @@ def test_effects_pair_within_a_repeat_and_only_the_factor_differs() -> None:
     assert loop["pairs"] == 12 and loop["verdict"] == "within noise"
 
 
+def test_tied_pairs_are_left_out_of_the_sign_test() -> None:
+    cpu = {("uvloop", True): [200, 200, 200, 200, 200, 200], ("uvloop", False): [180, 180, 180, 180, 180, 200]}
+    (freeze,) = [e for e in abstats.effects(_rows(cpu), FACTORS, "rest") if e["factor"] == "gc_freeze"]
+    assert (freeze["cheaper_pairs"], freeze["dearer_pairs"], freeze["tied_pairs"]) == (5, 0, 1)
+    assert freeze["sign_test_p"] == round(abstats.sign_test_p(5, 5), 4) == 0.0625
+
+
 def test_dict_levels_are_paired_and_printed_as_json() -> None:
     tuned = {"grpc.enable_channelz": 0}
     rows = []
@@ -96,7 +100,8 @@ def test_sign_test() -> None:
     assert abstats.sign_test_p(6, 6) == pytest.approx(2 / 64)
     assert abstats.sign_test_p(3, 6) == 1.0
     assert abstats.sign_test_p(1, 6) == pytest.approx(2 * 7 / 64)
-    assert abstats.verdict(0.8, 0.2) == "within noise" and abstats.verdict(0.99, 0.001) == "within noise"
+    assert abstats.verdict(0.8, 0.2) == "within noise"
+    assert abstats.verdict(0.975, 0.001) == "2.5% less CPU: consistent but under 3%"
     assert abstats.verdict(1.05, 0.01) == "5% more CPU"
 
 
