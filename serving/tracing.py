@@ -19,7 +19,7 @@ import contextlib
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -213,6 +213,12 @@ def _server(name: str, decided: tuple[int, int], tracestate: str | None, attribu
     return _Scope(_Span(name, decided[0], decided[1], _SERVER, attributes, None, tracestate))
 
 
+def _unsampled(decided: str | None) -> Any:
+    """The context of an unsampled request: nothing to set when no caller's traceparent is to be sent on
+    and none is set (a request's task starts with none)."""
+    return _NULL if decided is None and _STATE.get() is None else _Unsampled(decided)
+
+
 def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any] | None = None) -> Any:
     """A request's span, child of the caller's ``traceparent`` in ``carrier`` (headers or metadata).
     Yields None when unsampled."""
@@ -220,7 +226,7 @@ def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, 
         return _NULL
     decided = _decide(carrier.get("traceparent"))
     if not isinstance(decided, tuple):
-        return _Unsampled(decided)
+        return _unsampled(decided)
     return _server(name, decided, carrier.get("tracestate"), dict(attributes) if attributes else None)
 
 
@@ -254,7 +260,7 @@ def span_from(name: str, parents: Iterable[Any], attributes: Mapping[str, Any] |
         return _NULL
     sampled = [parent for parent in parents if parent is not None]
     if not sampled:
-        return _Unsampled(None)
+        return _unsampled(None)
     first = sampled[0]
     links = [(parent.trace_id, parent.span_id) for parent in sampled[1:]] or None
     return _Scope(_Span(name, first.trace_id, first.span_id, _INTERNAL, attributes, links, first.tracestate))
@@ -298,27 +304,39 @@ _SPAN_HEADERS = {
 
 
 class HttpSpans:
-    """ASGI wrapper (installed only with tracing on): each HTTP request in a server span, child of its
-    ``traceparent`` header, with the answer's status, servable, version and request id."""
+    """ASGI wrapper (installed only with tracing on): each sampled HTTP request in a server span, child of
+    its ``traceparent`` header, with the answer's status, servable, version and request id.
+
+    ``__call__`` is a plain function that returns the wrapped app's awaitable, so an unsampled request
+    passes through with no coroutine of its own (a server given this object directly must be told it
+    is an ASGI 3 app: uvicorn's ``interface="asgi3"``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] != "http" or _active is None:
-            await self.app(scope, receive, send)
-            return
-        traceparent = tracestate = None
+            return self.app(scope, receive, send)
+        traceparent = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
-            elif name == b"tracestate":
-                tracestate = value.decode("latin-1")
         decided = _decide(traceparent)
-        if not isinstance(decided, tuple):  # not sampled
-            with _Unsampled(decided):
-                await self.app(scope, receive, send)
-            return
+        if isinstance(decided, tuple):
+            return self._traced(decided, scope, receive, send)
+        if decided is None and _STATE.get() is None:  # no caller's decision to send on
+            return self.app(scope, receive, send)
+        return self._unsampled(decided, scope, receive, send)
+
+    async def _unsampled(self, decided: str | None, scope: Any, receive: Any, send: Any) -> None:
+        with _Unsampled(decided):
+            await self.app(scope, receive, send)
+
+    async def _traced(self, decided: tuple[int, int], scope: Any, receive: Any, send: Any) -> None:
+        tracestate = None
+        for name, value in scope["headers"]:
+            if name == b"tracestate":
+                tracestate = value.decode("latin-1")
         method, path = scope["method"], scope["path"]
         attributes = {"http.request.method": method, "url.path": path}
         with _server(f"{method} {path}", decided, tracestate, attributes) as current:

@@ -125,7 +125,7 @@ class Upstream:
 
     async def call(self, method: str, request: Any, call: CallContext, servable: str, *, limit: bool = True) -> Any:
         """One RPC within ``call``'s deadline. ``limit=False`` skips the concurrency bound (control calls)."""
-        if tracing.enabled():  # a span over the wait for a slot and every attempt (an event each)
+        if tracing.recording():  # a span over the wait for a slot and every attempt (an event each)
             attributes = {"tensorgate.upstream": self.name, "tensorgate.servable": servable}
             with tracing.span(f"upstream {method}", attributes):
                 return await self._call(method, request, call, servable, limit)

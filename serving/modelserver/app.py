@@ -128,6 +128,7 @@ async def serve(flags: Flags) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            interface="asgi3",  # tracing.HttpSpans calls the app without a coroutine of its own
             timeout_graceful_shutdown=math.ceil(flags.shutdown_grace_seconds),
             # request headers get the REST timeout too (uvicorn has none: a slow client held on forever)
             http=timed_http_protocol(flags.rest_api_timeout_in_ms / 1000 if flags.rest_api_timeout_in_ms > 0 else 3600),

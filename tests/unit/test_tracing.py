@@ -3,9 +3,13 @@ null behaviour, and the Server-Timing value."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +173,93 @@ def test_spans_beyond_the_queue_limit_are_dropped_not_kept(monkeypatch: pytest.M
     for index in range(10):
         exporter.add((1, index + 1, 0, "s", 1, 0, 0, None, None, None, None))
     assert len(exporter.pending) == 4 and exporter.dropped == 6
+
+
+def _http_scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {"type": "http", "method": "POST", "path": "/x", "headers": [(b"host", b"h"), *headers]}
+
+
+async def _seen_by_app(scope: dict[str, Any], app_calls: list[Any]) -> list[tuple[bytes, bytes]]:
+    """Runs ``scope`` through HttpSpans around an app that notes what it would send upstream; returns
+    the response headers."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        app_calls.append((dict(tracing.outgoing(())), tracing.trace_id()))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-servable", b"cnn")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    await tracing.HttpSpans(app)(scope, receive, send)
+    return list(sent[0]["headers"])
+
+
+def test_http_spans_pass_unsampled_requests_straight_to_the_app() -> None:
+    tracing.configure("127.0.0.1:9", 0.0, "unit")  # ratio 0: only a caller's sampled flag traces
+    try:
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            pass
+
+        wrapped = tracing.HttpSpans(app)
+        awaitable = wrapped(_http_scope(), None, None)
+        assert awaitable.cr_code is app.__code__  # the app's own coroutine: no layer of the wrapper's
+        asyncio.run(awaitable)
+        calls: list[Any] = []
+        asyncio.run(_seen_by_app(_http_scope(), calls))
+        ((sent, trace),) = calls
+        assert trace is None and sent["traceparent"].endswith("-00") and "tracestate" not in sent
+    finally:
+        tracing.shutdown()
+
+
+def test_http_spans_follow_the_callers_flag() -> None:
+    from loadtest.otlp_receiver import Receiver
+
+    receiver = Receiver().start()
+    trace_id, parent = "e" * 32, "f" * 16
+    calls: list[Any] = []
+    try:
+        tracing.configure(receiver.endpoint, 0.0, "unit")
+        unsampled = f"00-{trace_id}-{parent}-00"
+        asyncio.run(_seen_by_app(_http_scope((b"traceparent", unsampled.encode())), calls))
+        sampled = ((b"traceparent", f"00-{trace_id}-{parent}-01".encode()), (b"tracestate", b"v=2"))
+        asyncio.run(_seen_by_app(_http_scope(*sampled), calls))
+    finally:
+        tracing.shutdown()
+        receiver.stop()
+    (forwarded, no_trace), (sent, traced) = calls
+    assert forwarded == {"traceparent": unsampled} and no_trace is None  # the caller's "no", sent on
+    assert traced == trace_id and sent["tracestate"] == "v=2"
+    (span,) = receiver.spans()
+    assert span.name == "POST /x" and span.trace_id == trace_id and span.parent_id == parent
+    assert sent["traceparent"] == f"00-{trace_id}-{span.span_id}-01"
+    assert span.attributes["http.response.status_code"] == 200 and span.attributes["tensorgate.servable"] == "cnn"
+
+
+def test_the_receiver_process_counts_what_it_is_sent(tmp_path: Path) -> None:
+    from loadtest.procs import Managed, free_port
+
+    stats, port = tmp_path / "stats.json", free_port()
+    command = [sys.executable, "-m", "loadtest.otlp_receiver", "--port", str(port), "--stats", str(stats)]
+    receiver = Managed("receiver", command, tmp_path / "receiver.log")
+    try:
+        receiver.wait_ready(stats.exists, 30)
+        assert json.loads(stats.read_text()) == {"spans": 0, "exports": 0}
+        tracing.configure(f"127.0.0.1:{port}", 1.0, "unit")
+        try:
+            for index in range(3):
+                with tracing.server_span(f"request {index}", {}), tracing.span("child"):
+                    pass
+        finally:
+            tracing.shutdown()  # sends what waits, in one export
+        counts = json.loads(stats.read_text())
+        assert counts["spans"] == 6 and counts["exports"] >= 1
+    finally:
+        receiver.stop()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 
@@ -146,6 +147,22 @@ def test_grpc_predict_is_one_trace_across_both_servers(
     assert root.attributes["rpc.grpc.status_code"] == "OK"
     served = _one(spans, "predict", MODELSERVER)
     assert served.parent_id == _one(spans, "upstream Predict").span_id
+
+
+def test_model_server_rest_requests_are_traced(servers: tuple[ModelServer, Gateway], receiver: Receiver) -> None:
+    model_server, _ = servers
+    trace_id, parent_id, header = _traceparent()
+    answer = httpx.post(
+        f"{model_server.rest}/v1/models/cnn:predict",
+        json=image_instances(0.4),
+        headers={"traceparent": header},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    spans = _trace(receiver, trace_id, "POST /v1/models/cnn:predict", "batch", served=0)
+    root = _one(spans, "POST /v1/models/cnn:predict", MODELSERVER)
+    assert root.parent_id == parent_id and root.attributes["http.response.status_code"] == 200
+    assert {span.service for span in spans} == {MODELSERVER}
 
 
 def test_ensemble_members_and_retries_have_their_spans(
