@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -124,6 +125,25 @@ def test_spans_reach_a_real_receiver_with_parents_links_events_and_types() -> No
     batch = spans["batch"]
     assert batch.parent_id == child.span_id and batch.links == (spans["second"].trace_id,)
     assert all(span.start_ns <= span.end_ns for span in spans.values())
+
+
+def test_spans_are_encoded_and_sent_by_a_child_process_that_ends_with_the_exporter() -> None:
+    from loadtest.otlp_receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        assert tracing.configure(receiver.endpoint, 1.0, "unit")
+        assert tracing._active is not None
+        agent = tracing._active.exporter._agent
+        assert agent is not None and agent.pid != os.getpid() and agent.poll() is None
+        with tracing.server_span("request", {}, {"path": Path("/x"), "n": 2}):  # marshal knows no Path
+            pass
+    finally:
+        tracing.shutdown()
+        receiver.stop()
+    assert agent.poll() == 0  # it sent what it was handed, then ended on EOF
+    (span,) = receiver.spans()
+    assert span.name == "request" and span.attributes == {"path": "/x", "n": 2}
 
 
 def test_a_failed_span_has_an_error_status() -> None:
