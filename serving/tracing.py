@@ -8,9 +8,10 @@ The W3C ``traceparent`` (and ``tracestate``) travel in HTTP headers and gRPC met
 shared null context.
 
 Spans are recorded here, on the serving thread, as small slotted objects that become plain tuples when
-they end; serving.tracing_export turns them into OTLP protobufs and sends them in batches from its own
-thread. (OpenTelemetry's Python SDK built several objects per span and encoded each one under the GIL:
-at 10% sampling it cost the gateway 10-17% of its peak, bench/tracing/report.md.)
+they end; serving.tracing_export queues them and hands them in batches to a child process
+(serving.tracing_agent) that turns them into OTLP protobufs and sends them. (OpenTelemetry's Python
+SDK built several objects per span and encoded each one under the GIL: at 10% sampling it cost the
+gateway 10-17% of its peak, bench/tracing/report.md.)
 """
 
 from __future__ import annotations

@@ -109,15 +109,18 @@ class Exporter:
         self._stopping = True
         self._wake.set()
         self._thread.join(self.timeout_s + 1)
-        agent, self._agent = self._agent, None
-        if agent is not None:
-            try:
-                assert agent.stdin is not None
-                agent.stdin.close()
-                agent.wait(self.timeout_s + 1)
-            except (OSError, subprocess.TimeoutExpired):
-                agent.kill()
-                agent.wait()
+        agent = self._agent
+        if agent is None:
+            return
+        try:
+            if self._thread.is_alive():  # still writing to a full pipe (the collector is slow): give up
+                raise subprocess.TimeoutExpired("serving.tracing_agent", self.timeout_s + 1)
+            assert agent.stdin is not None
+            agent.stdin.close()  # the agent sends what it has read, then ends
+            agent.wait(self.timeout_s + 1)
+        except (OSError, subprocess.TimeoutExpired):
+            agent.kill()
+            agent.wait()
 
     def _run(self) -> None:
         while not self._stopping:
