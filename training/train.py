@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -110,7 +111,15 @@ def make_dataset(
             x = random_erase(x, augment.erase)
         return x, tf.one_hot(batch_labels, classes)
 
-    return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # A fixed pipeline, no tf.data autotuning: in TF 2.21 deleting an autotuned iterator waits for its
+    # tuning thread to wake up by itself, which it does only when its current period (growing to 60 s)
+    # ends. Keras makes a new iterator every epoch, so epochs stalled for 10-60 s with the CPU idle (gdb:
+    # ~RootDataset::Iterator waiting on Model::OptimizeLoop), and each fit returned up to a minute late.
+    # Two parallel batches ahead are all a training step on these machines can use.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ahead = max(2, min(4, os.cpu_count() or 1))
+    return data.map(prepare, num_parallel_calls=ahead).prefetch(ahead).with_options(options)
 
 
 class Progress(keras.callbacks.Callback):
