@@ -35,19 +35,25 @@ _active: _Tracing | None = None
 # a random draw and, at most, a context variable set.
 _STATE: ContextVar[_Span | str | None] = ContextVar("tensorgate_trace", default=None)
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_getrandbits, _time_ns = random.getrandbits, time.time_ns
+# span times are CLOCK_MONOTONIC nanoseconds (a wall-clock step cannot make a span negative); the exporter
+# process turns them into Unix time (the clock is the machine's, shared by its processes)
+_getrandbits, _time_ns = random.getrandbits, time.monotonic_ns
 
 
 class _Tracing:
     def __init__(self, endpoint: str, ratio: float, service: str) -> None:
         self.exporter = Exporter(endpoint, service)
+        self.add = self.exporter.add
         self.ratio = ratio
 
 
 class _Span:
-    """A span being recorded. ``attributes`` is kept (and changed by set_attribute), not copied."""
+    """A span being recorded, and the context manager that makes it the current one: it ends with the
+    block (failed if the block raised). ``attributes`` is kept (and changed by set_attribute), not
+    copied."""
 
     __slots__ = (
+        "_token",
         "attributes",
         "error",
         "events",
@@ -78,6 +84,16 @@ class _Span:
         self.tracestate = tracestate
         self.start = _time_ns()
 
+    def __enter__(self) -> _Span:
+        self._token = _STATE.set(self)
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        _STATE.reset(self._token)
+        if error is not None:
+            self.error = f"{kind.__name__}: {error}"
+        self.end()
+
     def set_attribute(self, key: str, value: Any) -> None:
         if self.attributes is None:
             self.attributes = {}
@@ -95,8 +111,9 @@ class _Span:
         return _Span(name, self.trace_id, self.span_id, _INTERNAL, attributes, None, self.tracestate)
 
     def end(self) -> None:
-        if _active is not None:
-            _active.exporter.add(
+        active = _active
+        if active is not None:
+            active.add(
                 (
                     self.trace_id,
                     self.span_id,
@@ -111,25 +128,6 @@ class _Span:
                     self.error,
                 )
             )
-
-
-class _Scope:
-    """``span`` is the current one within the block; it ends with the block (failed if it raised)."""
-
-    __slots__ = ("_token", "span")
-
-    def __init__(self, span: _Span) -> None:
-        self.span = span
-
-    def __enter__(self) -> _Span:
-        self._token = _STATE.set(self.span)
-        return self.span
-
-    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
-        _STATE.reset(self._token)
-        if error is not None:
-            self.span.set_error(f"{kind.__name__}: {error}")
-        self.span.end()
 
 
 class _Unsampled:
@@ -191,7 +189,7 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Any:
     current = _STATE.get()
     if _active is None or not isinstance(current, _Span):
         return _NULL
-    return _Scope(current.child(name, attributes))
+    return current.child(name, attributes)
 
 
 def _decide(traceparent: str | None) -> tuple[int, int] | str | None:
@@ -210,8 +208,8 @@ def _decide(traceparent: str | None) -> tuple[int, int] | str | None:
     return (_getrandbits(128) or 1, 0)
 
 
-def _server(name: str, decided: tuple[int, int], tracestate: str | None, attributes: Any) -> _Scope:
-    return _Scope(_Span(name, decided[0], decided[1], _SERVER, attributes, None, tracestate))
+def _server(name: str, decided: tuple[int, int], tracestate: str | None, attributes: Any) -> _Span:
+    return _Span(name, decided[0], decided[1], _SERVER, attributes, None, tracestate)
 
 
 def _unsampled(decided: str | None) -> Any:
@@ -264,7 +262,7 @@ def span_from(name: str, parents: Iterable[Any], attributes: Mapping[str, Any] |
         return _unsampled(None)
     first = sampled[0]
     links = [(parent.trace_id, parent.span_id) for parent in sampled[1:]] or None
-    return _Scope(_Span(name, first.trace_id, first.span_id, _INTERNAL, attributes, links, first.tracestate))
+    return _Span(name, first.trace_id, first.span_id, _INTERNAL, attributes, links, first.tracestate)
 
 
 class Interval:
@@ -318,13 +316,15 @@ class HttpSpans:
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] != "http" or _active is None:
             return self.app(scope, receive, send)
-        traceparent = None
+        traceparent = tracestate = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
-                traceparent = value.decode("latin-1")
-        decided = _decide(traceparent)
+                traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
+        decided = _decide(traceparent.decode("latin-1") if traceparent else None)
         if isinstance(decided, tuple):
-            return self._traced(decided, scope, receive, send)
+            return self._traced(decided, tracestate.decode("latin-1") if tracestate else None, scope, receive, send)
         if decided is None and _STATE.get() is None:  # no caller's decision to send on
             return self.app(scope, receive, send)
         return self._unsampled(decided, scope, receive, send)
@@ -333,11 +333,9 @@ class HttpSpans:
         with _Unsampled(decided):
             await self.app(scope, receive, send)
 
-    async def _traced(self, decided: tuple[int, int], scope: Any, receive: Any, send: Any) -> None:
-        tracestate = None
-        for name, value in scope["headers"]:
-            if name == b"tracestate":
-                tracestate = value.decode("latin-1")
+    async def _traced(
+        self, decided: tuple[int, int], tracestate: str | None, scope: Any, receive: Any, send: Any
+    ) -> None:
         method, path = scope["method"], scope["path"]
         attributes = {"http.request.method": method, "url.path": path}
         with _server(f"{method} {path}", decided, tracestate, attributes) as current:

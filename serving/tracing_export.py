@@ -22,15 +22,16 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("serving.tracing")
 
 # (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, attributes, events, links, error)
-# ids are ints (0: no parent); events: [(name, time_ns, attributes)]; links: [(trace_id, span_id)];
+# ids are ints (0: no parent); times are time.monotonic_ns(); events: [(name, time, attributes)];
+# links: [(trace_id, span_id)];
 # error: None, or the status message of a failed span
 Record = tuple[int, int, int, str, int, int, int, Any, Any, Any, Any]
 _AGENT_START_S = 60.0
@@ -56,6 +57,7 @@ class Exporter:
         self.limit = max(self.batch, _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
         self.timeout_s = _env_int("OTEL_EXPORTER_OTLP_TIMEOUT", 10000) / 1000
         self.dropped = 0
+        self.handed = 0  # spans handed to the exporter process so far
         self._start()
         os.register_at_fork(after_in_child=self._after_fork)
 
@@ -154,6 +156,7 @@ class Exporter:
             assert agent.stdin is not None
             agent.stdin.write(len(data).to_bytes(4, "little") + data)
             agent.stdin.flush()
+            self.handed += len(records)
         except (OSError, RuntimeError) as error:
             log.warning("trace export to %s failed (%d spans dropped): %s", self.target, len(records), error)
 
@@ -172,54 +175,15 @@ def _plain(record: Record) -> Record:
 
 
 def encode(records: list[Record], service: str) -> Any:
-    """An OTLP ExportTraceServiceRequest holding ``records``."""
+    """An OTLP ExportTraceServiceRequest holding ``records`` (the exporter process sends the bytes of
+    serving.tracing_wire directly; this parses them back, for tests and for reading)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.extend(_attributes({"service.name": service}))
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = "tensorgate"
-    out = scope_spans.spans
-    for trace_id, span_id, parent_id, name, kind, start, end, attributes, events, links, error in records:
-        trace_bytes = trace_id.to_bytes(16, "big")
-        span = Span(
-            trace_id=trace_bytes,
-            span_id=span_id.to_bytes(8, "big"),
-            name=name,
-            kind=kind,  # type: ignore[arg-type]
-            start_time_unix_nano=start,
-            end_time_unix_nano=end,
-        )
-        if parent_id:
-            span.parent_span_id = parent_id.to_bytes(8, "big")
-        if attributes:
-            span.attributes.extend(_attributes(attributes))
-        for event_name, at, event_attributes in events or ():
-            event = span.events.add(name=event_name, time_unix_nano=at)
-            event.attributes.extend(_attributes(event_attributes))
-        for link_trace, link_span in links or ():
-            span.links.add(trace_id=link_trace.to_bytes(16, "big"), span_id=link_span.to_bytes(8, "big"))
-        if error is not None:
-            span.status.code = Status.STATUS_CODE_ERROR
-            span.status.message = error
-        out.append(span)
-    return request
+    from serving.tracing_wire import Encoder
+
+    return ExportTraceServiceRequest.FromString(Encoder(service, clock_offset_ns()).encode(records))
 
 
-def _attributes(values: Mapping[str, Any]) -> list[Any]:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
-    pairs = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            any_value = AnyValue(bool_value=value)
-        elif isinstance(value, int):
-            any_value = AnyValue(int_value=value)
-        elif isinstance(value, float):
-            any_value = AnyValue(double_value=value)
-        else:
-            any_value = AnyValue(string_value=str(value))
-        pairs.append(KeyValue(key=key, value=any_value))
-    return pairs
+def clock_offset_ns() -> int:
+    """What turns a span's time.monotonic_ns() into Unix time."""
+    return time.time_ns() - time.monotonic_ns()
