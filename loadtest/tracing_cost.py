@@ -224,8 +224,7 @@ def _child(args: argparse.Namespace) -> int:
                 item["requests"] += args.block
         gc.callbacks.remove(on_gc)
         select(names[-1] if names[-1] != "off" else "0")
-        exporter._wake.set()  # what waits is handed over and sent, so the agent's share is all counted
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the last batch handed over is sent (the agent's share is per span handed)
         spans = exporter.handed - handed_before
         agent_cpu = sum(agent.cpu_times()[:2]) - agent_before if agent else 0.0
         thread_cpu_s = thread_cpu(export_thread) - thread_before

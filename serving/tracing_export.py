@@ -126,14 +126,18 @@ class Exporter:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(self.delay_s)
+            full = self._wake.wait(self.delay_s)  # True: woken by a full batch; False: the delay passed
             self._wake.clear()
-            self._flush()
-        self._flush()
+            self._flush(everything=not full)
+        self._flush(everything=True)
 
-    def _flush(self) -> None:
+    def _flush(self, everything: bool) -> None:
+        """Hands over full batches; also the last, partial one when ``everything`` (the delay passed, or
+        shutdown). A partial batch left behind joins the next one: sending it at once would double the
+        exports (and their fixed cost in this thread, the exporter process and the collector), since
+        more spans arrive while this thread waits for the GIL after a wake."""
         pending, size = self.pending, self.batch
-        while pending:
+        while len(pending) >= size or (everything and pending):
             records = [pending.popleft() for _ in range(min(size, len(pending)))]
             self._hand_over(records)
         if self.dropped:
