@@ -283,3 +283,22 @@ def test_the_receiver_process_counts_what_it_is_sent(tmp_path: Path) -> None:
         assert counts["spans"] == 6 and counts["exports"] >= 1
     finally:
         receiver.stop()
+
+
+def test_a_full_queue_hands_over_full_batches_and_the_rest_leaves_at_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # no timed flush within the test
+    from serving.tracing_export import Exporter
+
+    exporter = Exporter("127.0.0.1:9", "unit")  # nothing listens: the exporter process logs a failed export
+    try:
+        for index in range(6):  # the fourth wakes the export thread
+            exporter.add((1, index + 1, 0, "s", 1, 0, 0, None, None, None, None))
+        deadline = time.monotonic() + 10
+        while exporter.handed < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert exporter.handed == 4 and len(exporter.pending) == 2  # the two after it wait for more
+    finally:
+        exporter.shutdown()
+    assert exporter.handed == 6 and not exporter.pending
