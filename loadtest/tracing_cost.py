@@ -250,6 +250,10 @@ def _child(args: argparse.Namespace) -> int:
             }
         return result
 
+    if args.loop == "uvloop":  # as the gateway runs by default (server.event_loop: auto)
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     print(json.dumps(asyncio.run(main())), flush=True)
     return 0
 
@@ -263,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="off,0,0.1,1")
     parser.add_argument("--protocols", default="rest,grpc")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (asyncio)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--block", type=int, default=250, help="requests per block (250)")
     parser.add_argument("--profile-setting", default="0.1", help="the setting --profile profiles (0.1)")
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--protocol", protocol, "--upstream", f"127.0.0.1:{upstream_port}"]
                 command += ["--endpoint", f"127.0.0.1:{receiver_port}", "--requests", str(args.requests)]
                 command += ["--warmup", str(args.warmup), "--concurrency", str(args.concurrency)]
-                command += ["--block", str(args.block)]
+                command += ["--block", str(args.block), "--loop", args.loop]
                 if args.profile:
                     command += ["--profile", str(args.profile), "--profile-setting", args.profile_setting]
                 out = subprocess.run(command, capture_output=True, text=True, check=False)
