@@ -2,7 +2,8 @@
 client in the way), CPU time per request with tracing off and at each sampling ratio.
 
     python -m loadtest.tracing_cost [--requests 20000] [--block 250] [--rounds 3]
-        [--settings off,0,0.1,1] [--protocols rest,grpc] [--profile DIR --profile-setting 0.1]
+        [--settings off,0,0.1,1] [--protocols rest,grpc] [--loop asyncio|uvloop] [--task-each]
+        [--profile DIR --profile-setting 0.1]
 
 Each round and protocol runs a fresh process that builds the gateway's app (benchmark settings, as
 loadtest.gateway_cpu, tracing configured) in front of the fake upstream and calls its REST front as an
@@ -74,7 +75,9 @@ async def _lifespan(app: Any) -> tuple[asyncio.Queue[Any], asyncio.Task[None]]:
     return inbox, task
 
 
-async def _drive(app: Any, handler: Any, protocol: str, body: bytes, requests: int, concurrency: int) -> None:
+async def _drive(
+    app: Any, handler: Any, protocol: str, body: bytes, requests: int, concurrency: int, task_each: bool = False
+) -> None:
     headers = [
         (b"host", b"gateway"),
         (b"content-type", b"application/json"),
@@ -119,7 +122,7 @@ async def _drive(app: Any, handler: Any, protocol: str, body: bytes, requests: i
         while left > 0:
             left -= 1
             if protocol == "rest":
-                await rest_one()
+                await (asyncio.create_task(rest_one()) if task_each else rest_one())
             else:
                 await handler(grpc_request, context)
 
@@ -181,7 +184,7 @@ def _child(args: argparse.Namespace) -> int:
             handler = front._guarded("predict", "/tensorflow.serving.PredictionService/Predict", front._predict)
         for name in names:
             select(name)
-            await _drive(app, handler, protocol, body, args.warmup // len(names), args.concurrency)
+            await _drive(app, handler, protocol, body, args.warmup // len(names), args.concurrency, args.task_each)
         agent = psutil.Process(exporter._agent.pid) if exporter._agent else None
         export_thread = exporter._thread.native_id
         me = psutil.Process()
@@ -214,7 +217,7 @@ def _child(args: argparse.Namespace) -> int:
                 cpu, loop = time.process_time(), time.thread_time()
                 if profile is not None and name == args.profile_setting:
                     profile.enable()
-                await _drive(app, handler, protocol, body, args.block, args.concurrency)
+                await _drive(app, handler, protocol, body, args.block, args.concurrency, args.task_each)
                 if profile is not None:
                     profile.disable()
                 item["cpu"] += time.process_time() - cpu
@@ -267,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="off,0,0.1,1")
     parser.add_argument("--protocols", default="rest,grpc")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--task-each", action="store_true", help="each REST request in a task of its own, as uvicorn")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (asyncio)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--block", type=int, default=250, help="requests per block (250)")
@@ -295,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 command += ["--protocol", protocol, "--upstream", f"127.0.0.1:{upstream_port}"]
                 command += ["--endpoint", f"127.0.0.1:{receiver_port}", "--requests", str(args.requests)]
                 command += ["--warmup", str(args.warmup), "--concurrency", str(args.concurrency)]
-                command += ["--block", str(args.block), "--loop", args.loop]
+                command += ["--block", str(args.block), "--loop", args.loop] + (
+                    ["--task-each"] if args.task_each else []
+                )
                 if args.profile:
                     command += ["--profile", str(args.profile), "--profile-setting", args.profile_setting]
                 out = subprocess.run(command, capture_output=True, text=True, check=False)
