@@ -6,17 +6,21 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from serving.gateway import workers
 from serving.gateway.config import ConfigError, load_settings
-from serving.http_timeouts import HttpParser, timed_http_protocol
+
+# Nothing above imports grpc: server.grpc_experiments must reach gRPC's core before it loads.
+if TYPE_CHECKING:
+    from serving.http_timeouts import HttpParser
 
 log = logging.getLogger("tensorgate.gateway")
 
@@ -44,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["upstreams"] = {"default": {"targets": arguments.upstream.split(",")}}
     try:
         settings = load_settings(arguments.config, **overrides)
+        grpc_experiments(settings.server.grpc_experiments)
+        from serving.http_timeouts import timed_http_protocol  # imports grpc (serving.errors)
+
         loop = event_loop(settings.server.event_loop)
         parser = http_parser(settings.server.http_parser)
         if settings.server.workers > 1 and not workers.is_worker():
@@ -57,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid gateway config: {error}", file=sys.stderr)
         return 2
     log.info(
-        "gateway starting: http %s:%s, grpc %s, %s event loop, %s HTTP parser",
+        "gateway starting: http %s:%s, grpc %s, %s event loop, %s HTTP parser, gRPC experiments %r",
         settings.host,
         settings.http_port,
         settings.grpc_port,
         loop,
         parser,
+        os.environ.get("GRPC_EXPERIMENTS", ""),
     )
     config = uvicorn.Config(
         app,
@@ -92,6 +100,17 @@ def event_loop(choice: str) -> str:
             raise ConfigError("server.event_loop: uvloop is not installed (pip install uvloop)") from None
         return "asyncio"
     return "uvloop"
+
+
+def grpc_experiments(experiments: str) -> None:
+    """Hand ``server.grpc_experiments`` to gRPC's core (read once, when grpc loads), unless the
+    environment already sets GRPC_EXPERIMENTS; worker processes inherit it."""
+    if not experiments or "GRPC_EXPERIMENTS" in os.environ:
+        return
+    if "grpc" in sys.modules:  # only an in-process start (tests) gets here with grpc loaded
+        log.warning("server.grpc_experiments ignored: grpc was loaded before the config was read")
+        return
+    os.environ["GRPC_EXPERIMENTS"] = experiments
 
 
 def http_parser(choice: str) -> HttpParser:

@@ -103,6 +103,12 @@ class ServerConfig(_Section):
     gc_freeze: bool = Field(True, description="after start, keep start-up objects out of the collector's way")
     gc_threshold: int = Field(700, ge=0, description="the collector's first-generation threshold (Python's 700)")
     workers: int = Field(1, ge=1, le=64, description="processes serving both ports (SO_REUSEPORT)")
+    grpc_experiments: str = Field(
+        "-event_engine_client",
+        pattern=r"^[-a-z0-9_,]*$",
+        description="gRPC core experiments, as GRPC_EXPERIMENTS (set before grpc loads; the variable, if set, wins); "
+        "'': gRPC's defaults",
+    )
 
 
 class CorsConfig(_Section):
