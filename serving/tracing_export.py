@@ -147,7 +147,7 @@ class Exporter:
     def _hand_over(self, records: list[Record]) -> None:
         try:
             data = marshal.dumps(records)
-        except ValueError:  # an attribute of a type marshal does not know: send its text, as encode() would
+        except ValueError:  # an attribute of a type marshal does not know: send its text, as the OTLP encoding would
             data = marshal.dumps([_plain(record) for record in records])
         try:
             agent = self._agent
@@ -176,16 +176,6 @@ def _plain(record: Record) -> Record:
 
     events = [(name, at, values(attributes)) for name, at, attributes in record[8] or ()]
     return (*record[:7], values(record[7]), events, record[9], record[10])  # type: ignore[return-value]
-
-
-def encode(records: list[Record], service: str) -> Any:
-    """An OTLP ExportTraceServiceRequest holding ``records`` (the exporter process sends the bytes of
-    serving.tracing_wire directly; this parses them back, for tests and for reading)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    from serving.tracing_wire import Encoder
-
-    return ExportTraceServiceRequest.FromString(Encoder(service, clock_offset_ns()).encode(records))
 
 
 def clock_offset_ns() -> int:

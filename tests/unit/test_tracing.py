@@ -147,15 +147,17 @@ def test_spans_are_encoded_and_sent_by_a_child_process_that_ends_with_the_export
 
 
 def test_a_failed_span_has_an_error_status() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-    from serving.tracing_export import encode
+    from serving.tracing_wire import Encoder
 
     records = [
         (1, 2, 0, "ok", 2, 10, 20, {"a": "b"}, None, None, None),
         (1, 3, 2, "bad", 1, 11, 19, None, None, None, "E"),
     ]
-    ok, bad = encode(records, "unit").resource_spans[0].scope_spans[0].spans
+    request = ExportTraceServiceRequest.FromString(Encoder("unit").encode(records))
+    ok, bad = request.resource_spans[0].scope_spans[0].spans
     assert ok.status.code == Status.STATUS_CODE_UNSET and not ok.parent_span_id
     assert bad.status.code == Status.STATUS_CODE_ERROR and bad.status.message == "E"
     assert bad.parent_span_id == (2).to_bytes(8, "big") and bad.trace_id == (1).to_bytes(16, "big")
