@@ -10,7 +10,7 @@ from pathlib import Path
 
 from training.data import DATASETS, DatasetError
 from training.names import TRAINABLE_NAMES
-from training.precision import PRECISIONS
+from training.precision import PRECISIONS, enable_onednn
 from training.profiles import PROFILES
 from training.repository import RepositoryError, check_repo
 
@@ -43,13 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--precision",
         default="auto",
-        help=f"one of: {', '.join(PRECISIONS)} (auto: bfloat16 on CPUs with AMX and oneDNN on, else float32)",
+        help=f"one of: {', '.join(PRECISIONS)} "
+        "(auto: bfloat16 on CPUs with AMX or AVX512_BF16 and oneDNN on, else float32)",
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    enable_onednn()  # before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 in the environment still wins
     started = time.monotonic()
     try:
         results = run(args)

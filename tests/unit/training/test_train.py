@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from training.precision import cpu_has_amx_bf16, resolve
+from training.precision import cpu_has_bf16, enable_onednn, resolve
 
 
 def test_random_erase_blanks_one_rectangle_per_chosen_image():
@@ -41,14 +42,29 @@ def test_one_cycle_rises_to_the_peak_then_falls_to_a_thousandth():
 def test_precision_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     amx = tmp_path / "amx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
     plain = tmp_path / "plain"
-    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
-    assert cpu_has_amx_bf16(amx) and not cpu_has_amx_bf16(plain) and not cpu_has_amx_bf16(tmp_path / "none")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert cpu_has_bf16(amx) and cpu_has_bf16(zen4)
+    assert not cpu_has_bf16(plain) and not cpu_has_bf16(tmp_path / "none")
     assert resolve("float32") == "float32" and resolve("bfloat16") == "mixed_bfloat16"
-    monkeypatch.setattr("training.precision.cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr("training.precision.cpu_has_bf16", lambda: False)
     assert resolve("auto") == "float32"
+    monkeypatch.setattr("training.precision.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("training.precision.onednn_enabled", lambda: False)
+    assert resolve("auto") == "float32"  # emulated bfloat16 is over 10x slower
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         resolve("half")
+
+
+def test_training_asks_for_onednn_unless_the_caller_chose(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    enable_onednn()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    enable_onednn()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
 
 
 def test_training_batches_cover_every_image_once_per_epoch_without_autotuning():
