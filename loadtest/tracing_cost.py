@@ -14,7 +14,10 @@ loopback, spans go to ``python -m loadtest.otlp_receiver``. The settings take tu
 machine does falls on all of them alike. Reported per setting, in CPU microseconds per request: the
 event loop's thread (and the collector's part of it), the span export thread and the trace exporter
 process (both measured per span over the run, times the setting's spans per request). ``0`` is every
-hook with nothing sampled. Spans are counted by a wrapper (about 0.1 us a span on the event loop).
+hook with nothing sampled; ``0.1q`` (any ratio with a ``q``) records spans as ``0.1`` does but drops
+them instead of queueing them for export (is it the queue, or the recording?). Spans are counted by a
+wrapper (about 0.1 us a span on the event loop), and upstream calls too: the requests each call answered
+show whether a setting changed how the coalescer batched (it would change the CPU per request).
 
 A diagnostic: it leaves out uvicorn, the sockets and the client, and it is not a throughput figure
 (``loadtest.tracing_overhead`` is). ``--profile`` writes a cProfile of one setting's blocks.
@@ -157,24 +160,40 @@ def _child(args: argparse.Namespace) -> int:
     body = payloads.build("instances" if protocol == "rest" else "grpc", SERVABLE, 1, count=1)[0].body
     names = args.settings.split(",")
 
+    keep = [True]  # diagnostic variants: "0.1q" records spans but drops them instead of queueing them
+
     def select(name: str) -> None:
         if name == "off":
             tracing._active = None
         else:
             tracing._active = active
-            active.ratio = float(name)
+            keep[0] = not name.endswith("q")
+            active.ratio = float(name.rstrip("q"))
 
     recorded = [0]  # spans recorded so far (a counting wrapper: about 0.1 us a span)
     add = active.add
 
     def counting_add(record: Any) -> None:
         recorded[0] += 1
-        add(record)
+        if keep[0]:
+            add(record)
 
     active.add = counting_add  # type: ignore[method-assign]
 
     def spans_so_far() -> int:
         return recorded[0]
+
+    # upstream calls made (a coalesced batch is one): tracing must not change how requests batch
+    from serving.gateway import upstream
+
+    calls = [0]
+    call = upstream.Upstream.call
+
+    async def counting_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return await call(self, *args, **kwargs)
+
+    upstream.Upstream.call = counting_call  # type: ignore[method-assign]
 
     async def main() -> dict[str, Any]:
         inbox, lifespan = await _lifespan(app)
@@ -195,7 +214,7 @@ def _child(args: argparse.Namespace) -> int:
                     return float(thread.user_time + thread.system_time)
             return 0.0
 
-        totals = {name: {"cpu": 0.0, "loop": 0.0, "gc": 0.0, "spans": 0, "requests": 0} for name in names}
+        totals = {name: {"cpu": 0.0, "loop": 0.0, "gc": 0.0, "spans": 0, "calls": 0, "requests": 0} for name in names}
         gc_spent = [0.0, 0.0]
 
         def on_gc(phase: str, info: dict[str, Any]) -> None:
@@ -213,7 +232,7 @@ def _child(args: argparse.Namespace) -> int:
             for name in names[index % len(names) :] + names[: index % len(names)]:
                 select(name)
                 item = totals[name]
-                spans, spent = spans_so_far(), gc_spent[0]
+                spans, spent, made = spans_so_far(), gc_spent[0], calls[0]
                 cpu, loop = time.process_time(), time.thread_time()
                 if profile is not None and name == args.profile_setting:
                     profile.enable()
@@ -224,6 +243,7 @@ def _child(args: argparse.Namespace) -> int:
                 item["loop"] += time.thread_time() - loop
                 item["gc"] += gc_spent[0] - spent
                 item["spans"] += spans_so_far() - spans
+                item["calls"] += calls[0] - made
                 item["requests"] += args.block
         gc.callbacks.remove(on_gc)
         select(names[-1] if names[-1] != "off" else "0")
@@ -248,6 +268,7 @@ def _child(args: argparse.Namespace) -> int:
                 "event_loop_us": item["loop"] / n * 1e6,
                 "gc_us": item["gc"] / n * 1e6,
                 "spans_per_request": spans_per_request,
+                "requests_per_upstream_call": n / max(item["calls"], 1),
                 "export_thread_us": spans_per_request * per_span["export_thread_us_per_span"],
                 "exporter_process_us": spans_per_request * per_span["exporter_process_us_per_span"],
             }
@@ -323,14 +344,22 @@ def main(argv: list[str] | None = None) -> int:
                         f"(gc {item['gc_us']:4.1f}), export thread {item['export_thread_us']:4.1f}, "
                         f"exporter process {item['exporter_process_us']:4.1f}; "
                         f"total {item['total_us']:6.1f} us per request; "
-                        f"{item['spans_per_request']:.3f} spans per request",
+                        f"{item['spans_per_request']:.3f} spans per request, "
+                        f"{item['requests_per_upstream_call']:.1f} requests per upstream call",
                         flush=True,
                     )
     finally:
         stop_all()
     print("medians over rounds (us per request):")
     for name, items in results.items():
-        keys = ("event_loop_us", "gc_us", "export_thread_us", "exporter_process_us", "total_us")
+        keys = (
+            "event_loop_us",
+            "gc_us",
+            "export_thread_us",
+            "exporter_process_us",
+            "total_us",
+            "requests_per_upstream_call",
+        )
         medians = {key: round(statistics.median(i[key] for i in items), 2) for key in keys}
         print(f"  {name}: {json.dumps(medians)}")
     return 0
