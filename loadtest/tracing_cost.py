@@ -15,7 +15,8 @@ machine does falls on all of them alike. Reported per setting, in CPU microsecon
 event loop's thread (and the collector's part of it), the span export thread and the trace exporter
 process (both measured per span over the run, times the setting's spans per request). ``0`` is every
 hook with nothing sampled; ``0.1q`` (any ratio with a ``q``) records spans as ``0.1`` does but drops
-them instead of queueing them for export (is it the queue, or the recording?). Spans are counted by a
+them instead of queueing them for export (is it the queue, or the recording?); ``0.1b`` leaves the
+coalesced batches and their upstream calls untraced (is it the batches?). Spans are counted by a
 wrapper (about 0.1 us a span on the event loop), and upstream calls too: the requests each call answered
 show whether a setting changed how the coalescer batched (it would change the CPU per request).
 
@@ -160,15 +161,24 @@ def _child(args: argparse.Namespace) -> int:
     body = payloads.build("instances" if protocol == "rest" else "grpc", SERVABLE, 1, count=1)[0].body
     names = args.settings.split(",")
 
-    keep = [True]  # diagnostic variants: "0.1q" records spans but drops them instead of queueing them
+    # diagnostic variants: "0.1q" records spans but drops them instead of queueing them; "0.1b" leaves
+    # coalesced batches (and their upstream calls) untraced
+    keep, batches = [True], [True]
+    span_from = tracing.span_from
+
+    def batch_span(name: str, parents: Any, attributes: Any = None) -> Any:
+        return span_from(name, parents if batches[0] else (), attributes)
+
+    # (the coalescer looks it up per batch)
+    tracing.span_from = batch_span  # type: ignore[assignment]
 
     def select(name: str) -> None:
         if name == "off":
             tracing._active = None
         else:
             tracing._active = active
-            keep[0] = not name.endswith("q")
-            active.ratio = float(name.rstrip("q"))
+            keep[0], batches[0] = "q" not in name, "b" not in name
+            active.ratio = float(name.rstrip("qb"))
 
     recorded = [0]  # spans recorded so far (a counting wrapper: about 0.1 us a span)
     add = active.add
