@@ -15,7 +15,8 @@ machine does falls on all of them alike. Reported per setting, in CPU microsecon
 event loop's thread (and the collector's part of it), the span export thread and the trace exporter
 process (both measured per span over the run, times the setting's spans per request). ``0`` is every
 hook with nothing sampled; ``0.1q`` (any ratio with a ``q``) records spans as ``0.1`` does but drops
-them instead of queueing them for export (is it the queue, or the recording?); ``0.1b`` leaves the
+them instead of queueing them for export (is it the queue, or the recording?; its export figures
+are what those spans would have cost, so compare its event loop only); ``0.1b`` leaves the
 coalesced batches and their upstream calls untraced (is it the batches?). Spans are counted by a
 wrapper (about 0.1 us a span on the event loop), and upstream calls too: the requests each call answered
 show whether a setting changed how the coalescer batched (it would change the CPU per request).

@@ -90,7 +90,8 @@ PROFILES = {
             # against 92.6% for 32-64-128 in 12; 14 epochs is what fits the hour beside the other two.
             "cnn": Recipe(epochs=14, learning_rate=3e-3, weight_decay=1e-2, shift_pixels=0.0, model={"width": 48}),
             # Without shifts the LSTM's validation accuracy levels off from epoch 14 (93.40%; 93.42% at 17),
-            # so 15 epochs, which also keeps the profile under the hour on CPUs without AMX.
+            # so 15 epochs: about 2 minutes less for the hour on CPUs without AMX (the full run with this
+            # recipe still took 62 min 49 s on an AMD EPYC, bench/training/2026-12-02-full4-amd).
             "lstm": Recipe(epochs=15, learning_rate=3e-3, weight_decay=1e-2, shift_pixels=0.0),
             "transformer": Recipe(epochs=13, learning_rate=2e-3, weight_decay=5e-2, shift_pixels=0.0, bfloat16=False),
         },
