@@ -29,11 +29,11 @@ from serving.tracing_export import Exporter
 _NULL = contextlib.nullcontext()
 _INTERNAL, _SERVER = 1, 2  # OTLP span kinds
 _active: _Tracing | None = None
-# Within a sampled request: its current span. Within an unsampled one: the caller's traceparent to send
-# on (flags 00, so the next process does not sample it either), or None (a new traceparent, also 00,
-# for each call it makes). Unsampled requests record nothing: at 10% sampling nine requests in ten cost
-# a random draw and, at most, a context variable set.
-_STATE: ContextVar[_Span | str | None] = ContextVar("tensorgate_trace", default=None)
+# Within a sampled request: its current span. Within an unsampled one: the caller's traceparent (flags
+# 00, so the next process does not sample it either) and tracestate, as the metadata to send on, or None
+# (a new traceparent, also 00, for each call it makes). Unsampled requests record nothing: at 10%
+# sampling nine requests in ten cost a random draw and, at most, a context variable set.
+_STATE: ContextVar[_Span | tuple[tuple[str, str], ...] | None] = ContextVar("tensorgate_trace", default=None)
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 # span times are CLOCK_MONOTONIC nanoseconds (a wall-clock step cannot make a span negative); the exporter
 # process turns them into Unix time (the clock is the machine's, shared by its processes)
@@ -131,12 +131,19 @@ class _Span:
 
 
 class _Unsampled:
-    """Nothing recorded within the block; ``forward`` (or None: a new one per call) is the traceparent
-    sent on."""
+    """Nothing recorded within the block; the caller's ``traceparent`` (None: a new one per call) and
+    ``tracestate`` are sent on (W3C: a tracestate travels with its traceparent)."""
 
     __slots__ = ("_forward", "_token")
 
-    def __init__(self, forward: str | None) -> None:
+    def __init__(self, traceparent: str | None, tracestate: str | None = None) -> None:
+        forward = None
+        if traceparent is not None:
+            forward = (
+                (("traceparent", traceparent), ("tracestate", tracestate))
+                if tracestate
+                else (("traceparent", traceparent),)
+            )
         self._forward = forward
 
     def __enter__(self) -> None:
@@ -212,10 +219,10 @@ def _server(name: str, decided: tuple[int, int], tracestate: str | None, attribu
     return _Span(name, decided[0], decided[1], _SERVER, attributes, None, tracestate)
 
 
-def _unsampled(decided: str | None) -> Any:
+def _unsampled(decided: str | None, tracestate: str | None = None) -> Any:
     """The context of an unsampled request: nothing to set when no caller's traceparent is to be sent on
     and none is set (a request's task starts with none)."""
-    return _NULL if decided is None and _STATE.get() is None else _Unsampled(decided)
+    return _NULL if decided is None and _STATE.get() is None else _Unsampled(decided, tracestate)
 
 
 def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any] | None = None) -> Any:
@@ -225,7 +232,7 @@ def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, 
         return _NULL
     decided = _decide(carrier.get("traceparent"))
     if not isinstance(decided, tuple):
-        return _unsampled(decided)
+        return _unsampled(decided, carrier.get("tracestate"))
     return _server(name, decided, carrier.get("tracestate"), dict(attributes) if attributes else None)
 
 
@@ -240,8 +247,8 @@ def outgoing(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ..
     current = _STATE.get()
     if current is None:  # unsampled, or outside a request (status polls): the next process must not sample
         return (*metadata, ("traceparent", _unsampled_parent()))
-    if isinstance(current, str):
-        return (*metadata, ("traceparent", current))
+    if isinstance(current, tuple):  # an unsampled caller's traceparent and tracestate
+        return (*metadata, *current)
     sent = (*metadata, ("traceparent", f"00-{current.trace_id:032x}-{current.span_id:016x}-01"))
     return (*sent, ("tracestate", current.tracestate)) if current.tracestate else sent
 
@@ -327,10 +334,12 @@ class HttpSpans:
             return self._traced(decided, tracestate.decode("latin-1") if tracestate else None, scope, receive, send)
         if decided is None and _STATE.get() is None:  # no caller's decision to send on
             return self.app(scope, receive, send)
-        return self._unsampled(decided, scope, receive, send)
+        return self._unsampled(decided, tracestate.decode("latin-1") if tracestate else None, scope, receive, send)
 
-    async def _unsampled(self, decided: str | None, scope: Any, receive: Any, send: Any) -> None:
-        with _Unsampled(decided):
+    async def _unsampled(
+        self, decided: str | None, tracestate: str | None, scope: Any, receive: Any, send: Any
+    ) -> None:
+        with _Unsampled(decided, tracestate):
             await self.app(scope, receive, send)
 
     async def _traced(

@@ -74,6 +74,9 @@ def test_the_callers_flag_decides_and_unsampled_requests_say_so_downstream() -> 
         with tracing.server_span("unsampled", {"traceparent": f"00-{trace_id}-{parent}-00"}) as current:
             assert current is None and tracing.trace_id() is None
             assert dict(tracing.outgoing(()))["traceparent"] == f"00-{trace_id}-{parent}-00"
+        carrier = {"traceparent": f"00-{trace_id}-{parent}-00", "tracestate": "v=3"}
+        with tracing.server_span("unsampled", carrier):  # the caller's tracestate goes on with its traceparent
+            assert dict(tracing.outgoing((("x-request-id", "r"),))) == {"x-request-id": "r", **carrier}
         for carrier in ({}, {"traceparent": "garbage"}):  # no valid parent: the ratio (0) decides
             with tracing.server_span("root", carrier) as current:
                 assert current is None
@@ -250,14 +253,15 @@ def test_http_spans_follow_the_callers_flag() -> None:
     try:
         tracing.configure(receiver.endpoint, 0.0, "unit")
         unsampled = f"00-{trace_id}-{parent}-00"
-        asyncio.run(_seen_by_app(_http_scope((b"traceparent", unsampled.encode())), calls))
+        asyncio.run(_seen_by_app(_http_scope((b"traceparent", unsampled.encode()), (b"tracestate", b"v=1")), calls))
         sampled = ((b"traceparent", f"00-{trace_id}-{parent}-01".encode()), (b"tracestate", b"v=2"))
         asyncio.run(_seen_by_app(_http_scope(*sampled), calls))
     finally:
         tracing.shutdown()
         receiver.stop()
     (forwarded, no_trace), (sent, traced) = calls
-    assert forwarded == {"traceparent": unsampled} and no_trace is None  # the caller's "no", sent on
+    # the caller's "no" is sent on, with its tracestate (W3C: they travel together)
+    assert forwarded == {"traceparent": unsampled, "tracestate": "v=1"} and no_trace is None
     assert traced == trace_id and sent["tracestate"] == "v=2"
     (span,) = receiver.spans()
     assert span.name == "POST /x" and span.trace_id == trace_id and span.parent_id == parent
