@@ -17,6 +17,8 @@ def build_cnn(config: ModelConfig) -> keras.Model:
 
     The first stage (28x28, the costliest per channel) has ``extra["stem_depth"]`` convolutions (default
     1), the others ``depth``; max-pooling between stages (28 -> 14 -> 7). Dropout before the classifier.
+    The head (``extra["head"]``) is global average pooling (``"pool"``, the default) or the flattened 7x7
+    feature map (``"flatten"``), which keeps where in the image each feature was found.
     """
     inputs = image_input()
     x = standardise(inputs, config)
@@ -26,6 +28,12 @@ def build_cnn(config: ModelConfig) -> keras.Model:
             x = _conv_bn(x, filters, f"stage{stage}_block{block}")
         if stage < 2:
             x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    head = config.extra.get("head", "pool")
+    if head == "pool":
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    elif head == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        raise ValueError(f"cnn: unknown head {head!r}; expected 'pool' or 'flatten'")
     x = layers.Dropout(config.dropout, name="head_dropout")(x)
     return keras.Model(inputs, classifier(x, config), name="cnn")

@@ -86,3 +86,15 @@ def test_models_take_the_number_of_classes_and_pixel_statistics(name):
     assert model.get_layer("standardise").get_config()["offset"] == pytest.approx(-2.0)
     with pytest.raises(ValueError, match="unknown model settings"):
         default_config(name).with_overrides(colour=True)
+
+
+def test_cnn_head_keeps_the_feature_map_or_pools_it():
+    from training.models.registry import default_config
+
+    flat = create_model("cnn", default_config("cnn").with_overrides(extra={"head": "flatten"}))
+    pooled = create_model("cnn", default_config("cnn"))
+    # 7x7 positions of the last stage's 4w channels feed the classifier, against 4w after pooling
+    assert flat.get_layer("probabilities").kernel.shape == (7 * 7 * 128, 10)
+    assert pooled.get_layer("probabilities").kernel.shape == (128, 10)
+    with pytest.raises(ValueError, match="cnn: unknown head 'spp'; expected 'pool' or 'flatten'"):
+        create_model("cnn", default_config("cnn").with_overrides(extra={"head": "spp"}))
