@@ -232,7 +232,7 @@ def server_span(name: str, carrier: Mapping[str, str], attributes: Mapping[str, 
         return _NULL
     decided = _decide(carrier.get("traceparent"))
     if not isinstance(decided, tuple):
-        return _unsampled(decided, carrier.get("tracestate"))
+        return _unsampled(decided, carrier.get("tracestate") if decided else None)
     return _server(name, decided, carrier.get("tracestate"), dict(attributes) if attributes else None)
 
 
