@@ -88,9 +88,9 @@ PROFILES = {
         recipes={
             # Widths 48-96-192: 93.87% in 20 epochs in the research runs (bench/training/2026-12-01-research.md)
             # against 92.6% for 32-64-128 in 12; 14 epochs is what fits the hour beside the other two.
-            # Random erasing (erase=0.5) and a flatten head were tried on it and not kept: 93.92% and
-            # 94.10% test against 93.76-94.08% without them, validation in the other order
-            # (bench/training/2026-12-02-research2-amd).
+            # Random erasing (erase=0.5), a flatten head, and widths 40-80-160 for 18 epochs were tried on it
+            # and not kept: 93.92%, 94.10% and 94.10% test against 93.76-94.08% without them, validation
+            # in another order (bench/training/2026-12-02-research2-amd).
             "cnn": Recipe(epochs=14, learning_rate=3e-3, weight_decay=1e-2, shift_pixels=0.0, model={"width": 48}),
             # Without shifts the LSTM's validation accuracy levels off from epoch 14 (93.40%; 93.42% at 17),
             # so 15 epochs: about 2 minutes less for the hour on CPUs without AMX (the full run with this

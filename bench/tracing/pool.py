@@ -7,8 +7,6 @@ prints the stricter figure that treats each run's mean as one observation.
 """
 
 import json
-import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -30,10 +28,9 @@ for folder in sys.argv[1:]:
 for name, ratios in pooled.items():
     spread = _spread(ratios)
     below = sum(ratio < 1 - GOAL for ratio in ratios)
-    half = 1.96 * statistics.stdev(ratios) / math.sqrt(len(ratios))
     print(
         f"pooled {name}: {len(ratios)} pairs, mean {spread['mean']:.4f} (95% {spread['mean_95'][0]:.4f}-"
-        f"{spread['mean_95'][1]:.4f}; normal {spread['mean'] - half:.4f}-{spread['mean'] + half:.4f}), median "
+        f"{spread['mean_95'][1]:.4f}), median "
         f"{spread['median']:.4f}, {below} below {1 - GOAL:.2f}; goal (loss <= {GOAL:.0%}) met reliably: "
         f"{spread['mean_95'][0] >= 1 - GOAL}"
     )
