@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, default=Path.home() / ".cache" / "tensorgate" / "loadtest", help="converted models"
     )
     parser.add_argument("--no-modelserver-batching", action="store_true", help="model server without --enable_batching")
+    parser.add_argument(
+        "--modelserver-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a flag for the model server, e.g. --modelserver-flag=--tensorflow_intra_op_parallelism=2 (repeatable)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the servers at gateway-rest/-grpc's top step")
     parser.add_argument(
         "--workers", type=int, default=0, help="Locust in distributed mode: one master and N worker processes"
@@ -74,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 (one Locust process) or more")
+    for flag in args.modelserver_flag:
+        if not flag.startswith("--") or "=" not in flag:
+            parser.error(f"--modelserver-flag expects --name=value (the model server's flag), got {flag!r}")
     repo = args.repo.resolve()
     if not (repo / "cnn").is_dir():
         parser.error(f"{repo}: no cnn model; train one (python -m training) or pass --repo / TENSORGATE_REPO")
@@ -85,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration or (QUICK_DURATION_S if args.quick else 30.0),
         quick=args.quick,
         modelserver_batching=not args.no_modelserver_batching,
+        modelserver_flags=args.modelserver_flag,
         start_timeout=args.start_timeout,
         profile=args.profile,
         workers=args.workers,

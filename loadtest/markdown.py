@@ -96,7 +96,9 @@ def render(results: dict[str, Any]) -> str:
         f"{machine['load_average_start']}, at end {machine.get('load_average_end')}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()) + ".",
         f"Run: {settings['duration_s']:g} s per step, users {settings['users']}, model server batching "
-        f"{'on' if settings['modelserver_batching'] else 'off'}; Locust and every server share these cores"
+        f"{'on' if settings['modelserver_batching'] else 'off'}"
+        + (f" (flags {' '.join(settings['modelserver_flags'])})" if settings.get("modelserver_flags") else "")
+        + "; Locust and every server share these cores"
         + (
             f"; Locust distributed: 1 master + {settings['locust_workers']} workers (CPU per process in the tables)."
             if settings.get("locust_workers")

@@ -38,6 +38,7 @@ class Settings:
     duration: float
     quick: bool = False
     modelserver_batching: bool = True
+    modelserver_flags: list[str] = field(default_factory=list)  # extra flags, e.g. thread counts
     start_timeout: float = 240.0
     profile: bool = False
     workers: int = 0  # 0: Locust in one process; N: one master and N worker processes
@@ -204,6 +205,7 @@ class Run:
                 "duration_s": settings.duration,
                 "quick": settings.quick,
                 "modelserver_batching": settings.modelserver_batching,
+                "modelserver_flags": settings.modelserver_flags,
                 "profile": settings.profile,
                 "locust_workers": settings.workers,
             },
@@ -355,7 +357,12 @@ class Run:
         self.settings.log(f"starting model server ({', '.join(names)}) and gateway")
         timeout = self.settings.start_timeout
         model_server = servers.start_modelserver(
-            repo / "models.config", names, self.logs, self.settings.modelserver_batching, timeout
+            repo / "models.config",
+            names,
+            self.logs,
+            self.settings.modelserver_batching,
+            timeout,
+            self.settings.modelserver_flags,
         )
         try:
             gateway = servers.start_gateway(repo, model_server.grpc, names, self.logs, timeout)

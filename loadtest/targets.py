@@ -165,7 +165,10 @@ def start_baseline(kind: str, repo: Path, onnx: Path, logs: Path, timeout: float
     return Server(managed, url)
 
 
-def start_modelserver(config: Path, servables: list[str], logs: Path, batching: bool, timeout: float) -> Server:
+def start_modelserver(
+    config: Path, servables: list[str], logs: Path, batching: bool, timeout: float, flags: list[str] | None = None
+) -> Server:
+    """The embedded model server on two free ports; ``flags`` are added to its command line as given."""
     grpc_port, rest_port = free_port(), free_port()
     args = [sys.executable, "-m", "serving.modelserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}"]
     args.append(f"--model_config_file={config}")
@@ -176,6 +179,7 @@ def start_modelserver(config: Path, servables: list[str], logs: Path, batching: 
             "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n"
         )
         args += ["--enable_batching", f"--batching_parameters_file={parameters}"]
+    args += flags or []
     managed = Managed("modelserver", args, logs / "modelserver.log", {"CUDA_VISIBLE_DEVICES": ""})
     url = f"http://127.0.0.1:{rest_port}"
 

@@ -37,10 +37,16 @@ def worker_threads() -> int:
 
 
 def runtime_options(flags: Flags) -> RuntimeOptions:
+    """TensorFlow's thread pools. Unset (0), intra-op is 1 and inter-op one per core: measured on the
+    served models (docs/modelserver.md, "Threads"), splitting each op over the cores costs more in thread
+    hand-offs than it gains, at batch 1 and at 32, while inter-op threads still run a model's parallel
+    branches (the mirror image, the two LSTM directions) at once. TF Serving's 0 lets TensorFlow pick (one
+    per core for both); set the flags to the cores for one client sending large batches to a model
+    without parallel branches."""
     cores = os.cpu_count() or 1
     session = flags.tensorflow_session_parallelism
     return RuntimeOptions(
-        intra_op_threads=flags.tensorflow_intra_op_parallelism or session or cores,
+        intra_op_threads=flags.tensorflow_intra_op_parallelism or session or 1,
         inter_op_threads=flags.tensorflow_inter_op_parallelism or session or cores,
         interpreters=max(1, flags.num_tflite_interpreters_per_pool * flags.num_tflite_pools),
     )

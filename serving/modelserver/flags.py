@@ -60,7 +60,7 @@ SPECS: tuple[FlagSpec, ...] = (
     FlagSpec("flush_filesystem_caches", "bool", True, "flush file system caches after loads", False),
     FlagSpec("tensorflow_session_parallelism", "int64", 0, "intra and inter-op threads (0: cores)"),
     FlagSpec("tensorflow_session_config_file", "string", "", "TensorFlow ConfigProto text file", False),
-    FlagSpec("tensorflow_intra_op_parallelism", "int64", 0, "TensorFlow intra-op threads (0: cores)"),
+    FlagSpec("tensorflow_intra_op_parallelism", "int64", 0, "TensorFlow intra-op threads (0: 1)"),
     FlagSpec("tensorflow_inter_op_parallelism", "int64", 0, "TensorFlow inter-op threads (0: cores)"),
     FlagSpec("use_alts_credentials", "bool", False, "Google ALTS credentials", False),
     FlagSpec("ssl_config_file", "string", "", "SSLConfig text file", False),

@@ -137,6 +137,15 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     assert "gateway-rest at 70% of peak: p99 <= 4x p50 | 5.00 | 4 | **missed** |" in text
     assert "Status: skipped." in text
     assert "| rest | 32 | 380 | 380 | 2,400 |" in text
+    assert "model server batching on;" in text
+
+
+def test_report_names_the_model_servers_extra_flags(tmp_path: Path) -> None:
+    flagged = results()
+    flagged["settings"]["modelserver_flags"] = ["--tensorflow_intra_op_parallelism=2"]
+    report.write(flagged, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "model server batching on (flags --tensorflow_intra_op_parallelism=2);" in text
 
 
 def test_command_line_values() -> None:

@@ -203,3 +203,18 @@ def test_channel_arguments() -> None:
     ]
     with pytest.raises(ValueError):
         parse_channel_arguments("oops")
+
+
+def test_thread_flags_pick_the_runtimes_thread_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, one intra-op thread and one inter-op thread per core (measured, docs/modelserver.md); a flag
+    given wins, and tensorflow_session_parallelism sets both, as in TF Serving."""
+    from serving.modelserver.app import runtime_options
+
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    unset = runtime_options(flags.parse(["--model_base_path=/m"]).flags)
+    assert (unset.intra_op_threads, unset.inter_op_threads) == (1, 6)
+    session = runtime_options(flags.parse(["--model_base_path=/m", "--tensorflow_session_parallelism=3"]).flags)
+    assert (session.intra_op_threads, session.inter_op_threads) == (3, 3)
+    both = ["--tensorflow_intra_op_parallelism=4", "--tensorflow_inter_op_parallelism=2"]
+    given = runtime_options(flags.parse(["--model_base_path=/m", *both]).flags)
+    assert (given.intra_op_threads, given.inter_op_threads) == (4, 2)
