@@ -151,6 +151,10 @@ def render(results: dict[str, Any]) -> str:
     for name, entry in results["targets"].items():
         if entry.get("profile"):
             lines += ["", f"## Profile: {name} at {entry['profile']['users']} users (py-spy, 100 Hz)", ""]
+            profiled: dict[str, Any] = next((s for s in entry["steps"] if s["users"] == entry["profile"]["users"]), {})
+            if profiled.get("profiler_cpu_s"):
+                spent = ", ".join(f"{k} {v:.1f} s" for k, v in profiled["profiler_cpu_s"].items())
+                lines += [f"py-spy's own CPU in that step (not counted as 'other'): {spent}.", ""]
             for server, text in entry["profile"].items():
                 if server != "users":
                     lines += [f"**{server}**", "", text, ""]

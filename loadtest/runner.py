@@ -119,7 +119,11 @@ def locust_step(
     settings: Settings,
     prefix: Path,
     target_rps: float = 0.0,
+    profilers: dict[str, procs.Managed] | None = None,
 ) -> dict[str, Any]:
+    """One Locust run against ``server``. ``profilers`` (py-spy, with --profile) are measured apart, so
+    their CPU is neither a server's nor counted as other processes busying the machine."""
+    profilers = {f"profiler-{name}": managed for name, managed in (profilers or {}).items()}
     host = server.grpc if target.protocol == "grpc" else server.rest
     locust_args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
     options = ["--servable", target.servable, "--payload", target.payload, "--batch", str(target.batch)]
@@ -143,7 +147,7 @@ def locust_step(
             workers[name] = procs.Managed(name, worker_args, prefix.with_name(f"{prefix.name}-worker-{index}.log"))
     locust = procs.Managed("locust", [*args, target.user_class], prefix.with_suffix(".log"))
     try:
-        with procs.Monitor({"locust": locust, **workers, **watched}) as monitor:
+        with procs.Monitor({"locust": locust, **workers, **watched, **profilers}) as monitor:
             try:
                 locust.process.wait(settings.duration + 120 + (120 if workers else 0))
             except subprocess.TimeoutExpired:
@@ -160,6 +164,9 @@ def locust_step(
         "master" if name == "locust" else name.removeprefix("locust-"): cpu.pop(name) for name in ["locust", *workers]
     }
     peak_rss = sum(monitor.peak_rss.pop(name) for name in ["locust", *workers])
+    profiler_cpu = {name.removeprefix("profiler-"): cpu.pop(name) for name in profilers}
+    for name in profilers:
+        monitor.peak_rss.pop(name)
     step.update(
         users=users,
         target_rps=target_rps or None,
@@ -171,10 +178,11 @@ def locust_step(
         server_cpu_s=cpu,
         server_peak_rss_mib={name: rss / 2**20 for name, rss in monitor.peak_rss.items()},
         system_busy_cpu_s=monitor.system_busy(since),
+        profiler_cpu_s=profiler_cpu,
     )
     if not step["requests"]:
         step["failure_messages"] = [f"no request finished; Locust's log ends: {procs.tail(locust.log, 8)}"]
-    tracked = step["locust_cpu_s"] + sum(cpu.values())
+    tracked = step["locust_cpu_s"] + sum(cpu.values()) + sum(profiler_cpu.values())
     step["other_cpu_s"] = max(0.0, step["system_busy_cpu_s"] - tracked)
     return step
 
@@ -252,7 +260,9 @@ class Run:
             prefix = self.raw / f"{target.name}-u{users}"
             profiling = self.settings.profile and target.name in PROFILED and users == steps[-1]
             samplers = self.start_profiles(watched, prefix) if profiling else {}
-            entry["steps"].append(locust_step(target, server, watched, users, self.settings, prefix))
+            profilers = {name: sampler for name, (sampler, _) in samplers.items()}
+            step = locust_step(target, server, watched, users, self.settings, prefix, profilers=profilers)
+            entry["steps"].append(step)
             if samplers:
                 entry["profile"] = {"users": users, **self.finish_profiles(samplers)}
         if target.name == "gateway-rest" and entry["steps"]:

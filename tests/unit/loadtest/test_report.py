@@ -156,3 +156,13 @@ def test_command_line_values() -> None:
     for parse, text in ((duration, "soon"), (user_steps, "1,x"), (user_steps, "0"), (target_names, "nope")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+def test_profiled_step_reports_py_spys_cpu_apart(tmp_path: Path) -> None:
+    profiled = results()
+    entry = profiled["targets"]["handmade"]
+    entry["steps"][0]["profiler_cpu_s"] = {"gateway": 1.2}
+    entry["profile"] = {"users": entry["steps"][0]["users"], "gateway": "top functions ..."}
+    report.write(profiled, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "py-spy's own CPU in that step (not counted as 'other'): gateway 1.2 s." in text
