@@ -164,8 +164,9 @@ def locust_step(
         "master" if name == "locust" else name.removeprefix("locust-"): cpu.pop(name) for name in ["locust", *workers]
     }
     peak_rss = sum(monitor.peak_rss.pop(name) for name in ["locust", *workers])
-    profiler_cpu = {name.removeprefix("profiler-"): cpu.pop(name) for name in profilers}
-    for name in profilers:
+    profiler_cpu = {}
+    for name in profilers:  # apart from the servers: CPU reported on its own, memory not at all
+        profiler_cpu[name.removeprefix("profiler-")] = cpu.pop(name)
         monitor.peak_rss.pop(name)
     step.update(
         users=users,

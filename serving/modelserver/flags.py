@@ -58,7 +58,7 @@ SPECS: tuple[FlagSpec, ...] = (
     FlagSpec("load_retry_interval_micros", "int64", 60_000_000, "wait between load retries", False),
     FlagSpec("file_system_poll_wait_seconds", "int32", 1, "scan base paths for new versions this often"),
     FlagSpec("flush_filesystem_caches", "bool", True, "flush file system caches after loads", False),
-    FlagSpec("tensorflow_session_parallelism", "int64", 0, "intra and inter-op threads (0: cores)"),
+    FlagSpec("tensorflow_session_parallelism", "int64", 0, "intra and inter-op threads (0: their own flags)"),
     FlagSpec("tensorflow_session_config_file", "string", "", "TensorFlow ConfigProto text file", False),
     FlagSpec("tensorflow_intra_op_parallelism", "int64", 0, "TensorFlow intra-op threads (0: 1)"),
     FlagSpec("tensorflow_inter_op_parallelism", "int64", 0, "TensorFlow inter-op threads (0: cores)"),
