@@ -74,8 +74,13 @@ class Coalescer:
             finally:
                 self._next(key, send)
         waiting = self._waiting.setdefault(key, _Waiting())
-        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieved)  # a waiter that timed out leaves no "never retrieved" noise
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Prediction] = loop.create_future()
+        future.add_done_callback(_retrieved)  # an answer nobody waits for any more leaves no noise
+        # The deadline fails the future itself (no asyncio.timeout + shield: a Task and two callbacks
+        # less per waiter), so a batch that has not left yet drops the rows of a caller who gave up,
+        # as it does those of a caller cancelled while waiting (a client gone).
+        expiry = loop.call_later(max(call.remaining(), 0.0), _expire, future)
         with tracing.span("coalesce wait", {"tensorgate.servable": servable}):
             if tracing.enabled():
                 waiting.traces.append(tracing.capture())  # the batch's span links to this one
@@ -84,10 +89,9 @@ class Coalescer:
             if waiting.rows >= self._max_rows:
                 self._launch(key, self._waiting.pop(key), send, chained=False)
             try:
-                async with asyncio.timeout(max(call.remaining(), 0.0)):
-                    return await asyncio.shield(future)
-            except TimeoutError:
-                raise DeadlineExceeded("Deadline exceeded") from None
+                return await future
+            finally:
+                expiry.cancel()
 
     def _next(self, key: Key, send: Send) -> None:
         waiting = self._waiting.pop(key, None)
@@ -137,7 +141,7 @@ class Coalescer:
         except InvalidInput:
             # One bad request, or a batch over the upstream's own batch limit: each asks alone, so
             # each gets its own answer.
-            await asyncio.gather(*(_answer(item, send) for item in items))
+            await asyncio.gather(*(_answer(item, send) for item in items if not item[2].done()))
             return
         except Exception as error:  # anything else (unavailable, deadline, 429) is everyone's answer
             for _, _, future in items:
@@ -146,7 +150,9 @@ class Coalescer:
             return
         total = sum(sizes)
         if any(array.ndim == 0 or array.shape[0] != total for array in answer.outputs.values()):
-            await asyncio.gather(*(_answer(item, send) for item in items))  # outputs not per row: one by one
+            await asyncio.gather(
+                *(_answer(item, send) for item in items if not item[2].done())
+            )  # outputs not per row: one by one
             return
         start = 0
         for (_, _, future), size in zip(items, sizes, strict=True):
@@ -165,6 +171,11 @@ async def _answer(item: _Item, send: Send) -> None:
     else:
         if not future.done():
             future.set_result(result)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded("Deadline exceeded"))
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -85,6 +85,30 @@ def test_a_waiter_keeps_its_own_deadline() -> None:
     asyncio.run(scenario())
 
 
+def test_a_waiter_that_gave_up_is_not_sent_upstream() -> None:
+    async def scenario() -> list[tuple[int, str]]:
+        upstream = Upstream(delay=0.5)
+        coalescer = Coalescer(32)
+        leader = asyncio.ensure_future(coalescer.predict("cnn", _request(1.0), _call("r0"), upstream.send))
+        await asyncio.sleep(0.05)
+        expired = asyncio.ensure_future(
+            coalescer.predict("cnn", _request(2.0), _call("r1", seconds=0.1), upstream.send)
+        )
+        gone = asyncio.ensure_future(coalescer.predict("cnn", _request(3.0), _call("r2"), upstream.send))
+        kept = asyncio.ensure_future(coalescer.predict("cnn", _request(4.0, rows=2), _call("r3"), upstream.send))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # e.g. its client disconnected
+        with pytest.raises(DeadlineExceeded):
+            await expired
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await leader
+        assert (await kept).outputs["y"][:, 0].tolist() == [8.0, 8.0]
+        return upstream.calls
+
+    assert asyncio.run(scenario()) == [(1, "r0"), (2, "r3")]
+
+
 def test_only_uniform_dense_requests_can_join() -> None:
     assert batch_key("cnn", _request(1.0, rows=3)) is not None
     mixed = _request(1.0, rows=3)
