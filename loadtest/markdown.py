@@ -67,18 +67,21 @@ def gateway_cpu(measured: dict[str, Any]) -> list[str]:
         return []
     if not measured.get("runs"):
         return ["", f"Gateway CPU per request (fake upstream): {measured.get('error', 'not measured')}."]
+    processes = measured.get("processes", 1)
+    over = f"median over {processes} fresh gateway processes of each one's" if processes > 1 else "median of the"
     lines = [
         "",
         "Gateway CPU per request against the fake upstream (`python -m loadtest.gateway_cpu`: single-image "
-        "requests, the gateway's user + system CPU time over the requests, median of the rounds):",
+        f"requests, the gateway's user + system CPU time over the requests, {over} rounds):",
         "",
-        "| protocol | connections | CPU us / request | rounds | req/s |",
-        "|---|---|---|---|---|",
+        "| protocol | connections | CPU us / request | per process | rounds | req/s |",
+        "|---|---|---|---|---|---|",
     ]
     for run in measured["runs"]:
         rounds = ", ".join(f"{value:.0f}" for value in run["us_per_request_rounds"])
+        each = ", ".join(f"{value:.0f}" for value in run.get("us_per_request_processes", [run["us_per_request"]]))
         lines.append(
-            f"| {run['protocol']} | {run['connections']} | {run['us_per_request']:.0f} | {rounds} | "
+            f"| {run['protocol']} | {run['connections']} | {run['us_per_request']:.0f} | {each} | {rounds} | "
             f"{run['requests_per_s']:,.0f} |"
         )
     return lines

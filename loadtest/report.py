@@ -271,10 +271,12 @@ def gateway_cpu_detail(results: dict[str, Any]) -> str:
     measured = results.get("gateway_cpu") or {}
     if not measured.get("runs"):
         return measured.get("error", "not measured")
-    return ", ".join(
+    processes = measured.get("processes", 1)
+    text = ", ".join(
         f"{run['protocol']} x{run['connections']} connections {run['us_per_request']:.0f} us"
         for run in measured["runs"]
     )
+    return f"{text} (median of {processes} gateway processes)" if processes > 1 else text
 
 
 def write(results: dict[str, Any], directory: Path) -> None:

@@ -396,11 +396,15 @@ class Run:
             self.results["ceiling"] = {"error": f"exit {done.returncode}: {procs.tail(log)}"}
 
     def gateway_cpu(self) -> None:
+        # One round in each of three fresh gateway processes: one process's figure can differ from the
+        # next one's by more than a change being measured (docs/loadtest.md, 2026-12-03, AMD EPYC).
         requests = 1000 if self.settings.quick else 4000
-        self.settings.log(f"gateway CPU per request against the fake upstream: {requests} requests x 3 rounds")
+        self.settings.log(
+            f"gateway CPU per request against the fake upstream: {requests} requests in each of 3 gateway processes"
+        )
         out, log = self.dir / "gateway_cpu.json", self.logs / "gateway_cpu.log"
         command = [sys.executable, "-m", "loadtest.gateway_cpu", "--requests", str(requests), "--out", str(out)]
-        command += ["--connections", "1,32"]
+        command += ["--connections", "1,32", "--processes", "3", "--rounds", "1"]
         with log.open("wb") as stream:
             done = subprocess.run(command, cwd=procs.ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=900)
         if done.returncode == 0 and out.is_file():

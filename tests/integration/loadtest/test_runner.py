@@ -72,6 +72,8 @@ def test_quick_run_writes_every_file_and_the_numbers_parse_back(quick_repo: Path
     assert results["ceiling"]["images_per_s"] > 0
     cpu = {(run["protocol"], run["connections"]): run["us_per_request"] for run in results["gateway_cpu"]["runs"]}
     assert set(cpu) == {("rest", 1), ("rest", 32), ("grpc", 1), ("grpc", 32)} and all(v > 0 for v in cpu.values())
+    # each figure is the median over three fresh gateway processes, one round each
+    assert all(len(run["us_per_request_processes"]) == 3 for run in results["gateway_cpu"]["runs"])
     assert [goal["id"] for goal in results["goals"]][:2] == ["gateway_vs_handmade", "gateway_vs_naive"]
     handmade = results["goals"][0]
     assert handmade["value"] == pytest.approx(
