@@ -77,9 +77,9 @@ class Coalescer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prediction] = loop.create_future()
         future.add_done_callback(_retrieved)  # an answer nobody waits for any more leaves no noise
-        # The deadline fails the future itself (no asyncio.timeout + shield: a Task and two callbacks
-        # less per waiter), so a batch that has not left yet drops the rows of a caller who gave up,
-        # as it does those of a caller cancelled while waiting (a client gone).
+        # The deadline fails the future itself (no asyncio.timeout + shield around it), so a batch that
+        # has not left yet drops the rows of a caller who gave up, as it does those of a caller
+        # cancelled while waiting (a client gone).
         expiry = loop.call_later(max(call.remaining(), 0.0), _expire, future)
         with tracing.span("coalesce wait", {"tensorgate.servable": servable}):
             if tracing.enabled():
@@ -141,7 +141,7 @@ class Coalescer:
         except InvalidInput:
             # One bad request, or a batch over the upstream's own batch limit: each asks alone, so
             # each gets its own answer.
-            await asyncio.gather(*(_answer(item, send) for item in items if not item[2].done()))
+            await _one_by_one(items, send)
             return
         except Exception as error:  # anything else (unavailable, deadline, 429) is everyone's answer
             for _, _, future in items:
@@ -150,15 +150,18 @@ class Coalescer:
             return
         total = sum(sizes)
         if any(array.ndim == 0 or array.shape[0] != total for array in answer.outputs.values()):
-            await asyncio.gather(
-                *(_answer(item, send) for item in items if not item[2].done())
-            )  # outputs not per row: one by one
+            await _one_by_one(items, send)  # outputs not per row
             return
         start = 0
         for (_, _, future), size in zip(items, sizes, strict=True):
             if not future.done():
                 future.set_result(answer.rows(start, start + size))
             start += size
+
+
+async def _one_by_one(items: list[_Item], send: Send) -> None:
+    """Each item still waited for, sent alone."""
+    await asyncio.gather(*(_answer(item, send) for item in items if not item[2].done()))
 
 
 async def _answer(item: _Item, send: Send) -> None:
