@@ -22,7 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,15 +32,11 @@ from typing import Any
 import grpc
 import numpy as np
 
+from loadtest.procs import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 RUNTIMES = {"cnn": "tensorflow", "cnn_dynamic": "tflite", "cnn_onnx": "onnx"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def latest_version(base: Path) -> Path:

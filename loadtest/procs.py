@@ -27,10 +27,28 @@ class StartError(Exception):
     """A process exited or never became ready; the message holds the tail of its log."""
 
 
+_HANDED_OUT: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback TCP port nothing is bound to now and that this process has not handed out before.
+
+    Linux may give the port of a socket just closed to the very next ``bind(0)``, so two calls in a row
+    (a gRPC and a REST port for one server) can return the same number; the model server then skips its
+    REST API, as TF Serving does, and whoever waits for it times out. Remembering every port given out
+    keeps all of one process's ports distinct. Another process may still take the port before our
+    server binds it; that race is the caller's, as with any pick-then-bind helper.
+    """
+    with _PORTS_LOCK:
+        for _ in range(1000):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise OSError("no loopback port left that this process has not already handed out")
 
 
 def tail(path: Path, lines: int = 25) -> str:

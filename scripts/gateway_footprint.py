@@ -15,7 +15,6 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,14 +28,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from loadtest.procs import free_port
 from serving import protos
 from serving.tensors import from_numpy
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -106,8 +100,8 @@ def main() -> None:
         for run in range(arguments.runs):
             config = {
                 "host": "127.0.0.1",
-                "http_port": _free_port(),
-                "grpc_port": _free_port(),
+                "http_port": free_port(),
+                "grpc_port": free_port(),
                 "repo": None,
                 "upstreams": {"default": {"targets": [arguments.upstream]}},
                 "servables": {name: "default" for name in servables},

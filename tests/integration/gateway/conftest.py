@@ -15,13 +15,9 @@ import httpx
 import pytest
 import yaml
 
+from loadtest.procs import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

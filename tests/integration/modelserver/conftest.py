@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.procs import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -74,7 +69,11 @@ def start_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"model server exited with {process.returncode}:\n{server.log()}")
-        if "Exporting HTTP/REST API" in server.log():
+        log = server.log()
+        if "Skipped exporting HTTP/REST API" in log:  # it will never answer REST: say why now, not in 120 s
+            server.stop()
+            raise RuntimeError(f"model server started without its REST API:\n{log}")
+        if "Exporting HTTP/REST API" in log:
             try:
                 httpx.get(f"{server.rest}/v1/models/_readiness_probe", timeout=2)
                 return server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from deploy.checks.common import ROOT
+from loadtest.procs import free_port
 
 pytest.importorskip("dockerfile", reason="pip install dockerfile (buildkit's Dockerfile parser; dev extra)")
 
@@ -33,20 +33,14 @@ def _healthcheck(target: str) -> list[str]:
     return [sys.executable, *arguments[1:]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run(command: list[str], env: dict[str, str] | None = None) -> int:
     return subprocess.run(command, capture_output=True, env={**os.environ, **(env or {})}, timeout=30).returncode
 
 
 def test_gateway_healthcheck_passes_on_a_live_gateway_and_fails_without(tmp_path: Path) -> None:
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "serving.gateway", "--port", str(http_port), "--grpc-port", str(grpc_port)]
-    command += ["--repo", str(tmp_path), "--upstream", f"127.0.0.1:{_free_port()}"]
+    command += ["--repo", str(tmp_path), "--upstream", f"127.0.0.1:{free_port()}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     check = _healthcheck("gateway")
     env = {"TENSORGATE_HTTP_PORT": str(http_port)}
@@ -68,7 +62,7 @@ def test_gateway_healthcheck_passes_on_a_live_gateway_and_fails_without(tmp_path
 
 
 def test_modelserver_healthcheck_follows_grpc_health() -> None:
-    port = _free_port()
+    port = free_port()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
