@@ -65,13 +65,13 @@ class TimeoutConfig(_Section):
 
 
 class RetryConfig(_Section):
-    attempts: int = Field(3, ge=1, description="tries per request on UNAVAILABLE")
+    attempts: int = Field(3, ge=1, description="tries per request on UNAVAILABLE or a CANCELLED from the server")
     backoff_initial_s: float = Field(0.02, ge=0)
     backoff_max_s: float = Field(0.5, ge=0)
 
 
 class EjectionConfig(_Section):
-    consecutive_failures: int = Field(3, ge=1, description="UNAVAILABLE answers in a row that eject")
+    consecutive_failures: int = Field(3, ge=1, description="UNAVAILABLE or server-sent CANCELLED in a row: eject")
 
 
 class ChannelConfig(_Section):

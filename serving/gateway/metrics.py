@@ -52,7 +52,7 @@ class Metrics:
         )
         self.retries = Counter(
             "tensorgate_gateway_upstream_retries_total",
-            "Retries after UNAVAILABLE",
+            "Retries after UNAVAILABLE or a CANCELLED from the server",
             ["upstream"],
             registry=registry,
         )

@@ -4,11 +4,11 @@ Each upstream (TF Serving or the model server) has one or more targets: ``host:p
 or a ``dns:`` name that the gateway resolves every ``resolve_s`` into one target per address
 (``discovery.py``); an address that leaves the answer takes no new calls and its channel closes once
 its calls in flight have finished. Calls go round-robin over the targets that are not ejected, with
-a deadline, the request id as metadata, and a retry with backoff on UNAVAILABLE (on the next target).
-A target that answers UNAVAILABLE ``consecutive_failures`` times in a row is ejected; a prober calls
-it every ``probe_s`` and takes it back once it answers anything else. Concurrency per upstream is
-bounded: past ``max_concurrency`` calls wait in a queue of ``max_queue``, and past that the caller
-gets 429 instead of a pile-up.
+a deadline, the request id as metadata, and a retry with backoff on UNAVAILABLE or a CANCELLED sent by
+the server (on the next target). A target that answers so ``consecutive_failures`` times in a row is
+ejected; a prober calls it every ``probe_s`` and takes it back once it answers anything else.
+Concurrency per upstream is bounded: past ``max_concurrency`` calls wait in a queue of ``max_queue``,
+and past that the caller gets 429 instead of a pile-up.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ log = logging.getLogger("tensorgate.gateway.upstream")
 
 _PROBE_NAME = "__tensorgate_probe__"
 _ALIVE_ERRORS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Answers that mean "this target did not run the call; another may": UNAVAILABLE, and CANCELLED, which
+# a gRPC server that is shutting down gives to calls that reached it before a handler took them
+# (grpc/grpc#41785). A caller who gives up cancels our task instead (asyncio.CancelledError), so a
+# CANCELLED status here always comes from the other side. Every method called through here only reads.
+_RETRY_ON = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def channel_options(settings: Settings) -> list[tuple[str, Any]]:
@@ -175,7 +180,7 @@ class Upstream:
                         "attempt", {"attempt": attempt + 1, "server.address": target.address, "code": code.name}
                     )
                 self._metrics.upstream_calls.labels(self.name, target.address, method, code.name).inc()
-                if code != grpc.StatusCode.UNAVAILABLE:
+                if code not in _RETRY_ON:
                     target.failures = 0
                     raise upstream_error(error, servable) from None
                 self._failed(target)
