@@ -4,7 +4,9 @@ target and what does not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -39,13 +41,21 @@ class _Server:
         return response
 
 
-async def _pool(*servers: _Server) -> tuple[Upstream, Metrics]:
+@contextlib.asynccontextmanager
+async def _pool(*servers: _Server) -> AsyncIterator[tuple[Upstream, Metrics]]:
+    """The servers started, and an upstream over them in that order; all closed on the way out."""
     for server in servers:
         await server.server.start()
     targets = [f"127.0.0.1:{server.port}" for server in servers]
     settings = load_settings(None, upstreams={"default": {"targets": targets}})
     metrics = Metrics()
-    return Upstream("default", settings.upstreams["default"], settings, metrics), metrics
+    upstream = Upstream("default", settings.upstreams["default"], settings, metrics)
+    try:
+        yield upstream, metrics
+    finally:
+        await upstream.close()
+        for server in servers:
+            await server.server.stop(0)
 
 
 def _request() -> Any:
@@ -54,25 +64,24 @@ def _request() -> Any:
     return request
 
 
+def _call(deadline_s: float = 5.0) -> CallContext:
+    return CallContext("r1", time.monotonic() + deadline_s)
+
+
 @pytest.mark.parametrize("code", [grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE])
 def test_a_server_that_did_not_run_the_call_sends_it_to_the_next_target(code: grpc.StatusCode) -> None:
     # CANCELLED is what a gRPC server that is shutting down sends for calls no handler took yet
     # (grpc/grpc#41785): the scale-out drain saw one come back to its caller as 499 before this.
     async def scenario() -> None:
         refusing, answering = _Server(code), _Server(None)
-        upstream, metrics = await _pool(refusing, answering)
-        try:
-            response = await upstream.call("Predict", _request(), CallContext("r1", time.monotonic() + 5), "cnn")
+        async with _pool(refusing, answering) as (upstream, metrics):
+            response = await upstream.call("Predict", _request(), _call(), "cnn")
             assert response.model_spec.name == "answered"
             assert (refusing.calls, answering.calls) == (1, 1)
             retries = metrics.registry.get_sample_value(
                 "tensorgate_gateway_upstream_retries_total", {"upstream": "default"}
             )
             assert retries == 1
-        finally:
-            await upstream.close()
-            await refusing.server.stop(0)
-            await answering.server.stop(0)
 
     asyncio.run(scenario())
 
@@ -80,15 +89,10 @@ def test_a_server_that_did_not_run_the_call_sends_it_to_the_next_target(code: gr
 def test_an_answer_about_the_request_is_not_retried() -> None:
     async def scenario() -> None:
         refusing, answering = _Server(grpc.StatusCode.INVALID_ARGUMENT), _Server(None)
-        upstream, _ = await _pool(refusing, answering)
-        try:
+        async with _pool(refusing, answering) as (upstream, _):
             with pytest.raises(InvalidInput, match="answered INVALID_ARGUMENT"):
-                await upstream.call("Predict", _request(), CallContext("r1", time.monotonic() + 5), "cnn")
+                await upstream.call("Predict", _request(), _call(), "cnn")
             assert (refusing.calls, answering.calls) == (1, 0)
-        finally:
-            await upstream.close()
-            await refusing.server.stop(0)
-            await answering.server.stop(0)
 
     asyncio.run(scenario())
 
@@ -96,11 +100,8 @@ def test_an_answer_about_the_request_is_not_retried() -> None:
 def test_a_caller_who_gives_up_is_not_retried_elsewhere() -> None:
     async def scenario() -> None:
         slow, answering = _Server(None, delay=5.0), _Server(None)
-        upstream, _ = await _pool(slow, answering)
-        try:
-            call = asyncio.create_task(
-                upstream.call("Predict", _request(), CallContext("r1", time.monotonic() + 10), "cnn")
-            )
+        async with _pool(slow, answering) as (upstream, _):
+            call = asyncio.create_task(upstream.call("Predict", _request(), _call(10.0), "cnn"))
             while slow.calls == 0:
                 await asyncio.sleep(0.01)
             call.cancel()
@@ -108,9 +109,5 @@ def test_a_caller_who_gives_up_is_not_retried_elsewhere() -> None:
                 await call
             await asyncio.sleep(0.2)
             assert (slow.calls, answering.calls) == (1, 0)
-        finally:
-            await upstream.close()
-            await slow.server.stop(0)
-            await answering.server.stop(0)
 
     asyncio.run(scenario())
