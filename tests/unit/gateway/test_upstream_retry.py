@@ -12,7 +12,6 @@ from typing import Any
 import grpc
 import pytest
 
-from loadtest.procs import free_port
 from serving import protos
 from serving.errors import InvalidInput
 from serving.gateway.config import load_settings
@@ -26,10 +25,9 @@ class _Server:
 
     def __init__(self, code: grpc.StatusCode | None, delay: float = 0.0) -> None:
         self.code, self.delay, self.calls = code, delay, 0
-        self.port = free_port()
         self.server = grpc.aio.server()
         self.server.add_generic_rpc_handlers((protos.PREDICTION_SERVICE.handler({"Predict": self.predict}),))
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        self.port = self.server.add_insecure_port("127.0.0.1:0")  # bound here: no pick-then-bind race
 
     async def predict(self, request: Any, context: Any) -> Any:
         self.calls += 1
