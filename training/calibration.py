@@ -39,12 +39,20 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(picked, EPS, 1.0)).mean())
 
 
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T minimising the log-loss of softmax(log(p) / T) (golden-section on log T)."""
-    logp = log_probabilities(probabilities)
+def fit_temperature(probabilities: np.ndarray | list[np.ndarray], labels: np.ndarray) -> float:
+    """The temperature T minimising the validation log-loss of softmax(log(p) / T) (golden-section on log T).
+
+    ``probabilities`` may be a list of views of the same images (an image and its mirror image): the
+    scaled probabilities of the views are then averaged, as a model with test-time averaging serves them.
+    Since log(p) is the model's logits less a constant per image, softmax(log(p) / T) = softmax(logits / T).
+    """
+    views = [
+        log_probabilities(view) for view in (probabilities if isinstance(probabilities, list) else [probabilities])
+    ]
 
     def loss(log_t: float) -> float:
-        return log_loss(softmax(logp / math.exp(log_t)), labels)
+        t = math.exp(log_t)
+        return log_loss(np.mean([softmax(view / t) for view in views], axis=0), labels)
 
     low, high = math.log(0.05), math.log(20.0)
     ratio = (math.sqrt(5) - 1) / 2

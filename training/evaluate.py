@@ -104,9 +104,11 @@ def evaluate(
             "version": version,
             "test_accuracy": float(correct[name].mean()),
             "test_accuracy_ci95": accuracy_entry(predicted, data.y_test)["ci95"],
-            "calibration": calibration_entry(
-                test["probabilities"], data.y_test, validation["probabilities"], data.y_val
-            ),
+            "calibration": {
+                **calibration_entry(test["probabilities"], data.y_test, validation["probabilities"], data.y_val),
+                # folded into the member's last layer when it was trained (None: an older model, or the ensemble)
+                "served_temperature": card.get("calibration", {}).get("temperature"),
+            },
             "per_class_accuracy": {
                 label: float(matrix[index, index] / max(1, matrix[index].sum()))
                 for index, label in enumerate(data.class_names)

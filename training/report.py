@@ -77,17 +77,20 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Expected calibration error (15 equal-width confidence bins) and log-loss on the test set, before and after "
         f"temperature scaling with a temperature fitted on the validation split ({report['validation_images']:,} "
-        f"images, seed {report['validation_seed']}).",
+        f"images, seed {report['validation_seed']}). Members trained since 2026-12-03 serve calibrated "
+        "probabilities: 'served T' is the temperature folded into their last layer at training (model card, "
+        "`calibration`), and every other column is of the probabilities as served.",
         "",
-        "| model | ECE | log-loss | temperature | ECE scaled | log-loss scaled |",
-        "|---|---|---|---|---|---|",
+        "| model | served T | ECE | log-loss | temperature | ECE scaled | log-loss scaled |",
+        "|---|---|---|---|---|---|---|",
     ]
     rows = [(name, entry["calibration"]) for name, entry in models.items()]
     if ensemble and "equal_weight_soft_vote" in ensemble:
         rows.append(("equal-weight soft vote", ensemble["equal_weight_soft_vote"]["calibration"]))
     for name, calibration in rows:
         lines.append(
-            f"| {name} | {calibration['ece']:.4f} | {calibration['log_loss']:.4f} | {calibration['temperature']:.3f} | "
+            f"| {name} | {_temperature(calibration.get('served_temperature'))} | {calibration['ece']:.4f} | "
+            f"{calibration['log_loss']:.4f} | {calibration['temperature']:.3f} | "
             f"{calibration['ece_scaled']:.4f} | {calibration['log_loss_scaled']:.4f} |"
         )
     lines += ["", "## Per-class accuracy", "", "| class | " + " | ".join(models) + " |"]
@@ -142,3 +145,7 @@ def _plots(report: dict[str, Any], out: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _temperature(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

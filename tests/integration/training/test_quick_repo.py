@@ -134,6 +134,10 @@ def test_model_card_and_labels_asset(quick_repo_cached: Path):
             assert key in card, (name, key)
         labels = (version_dir / "assets" / "labels.txt").read_text().splitlines()
         assert labels == list(CLASS_NAMES["fashion_mnist"])
+        if name in MEMBERS:  # each member serves probabilities calibrated on the validation split
+            calibration = card["calibration"]
+            assert 0.05 < calibration["temperature"] < 20.0 and "validation split" in calibration["fitted_on"]
+            assert calibration["validation"]["log_loss_after"] <= calibration["validation"]["log_loss_before"] + 1e-9
 
 
 TF1_SESSION_CHECK = """

@@ -119,3 +119,16 @@ def test_mcnemar_exact_two_sided():
     expected = 2 * sum(math.comb(15, k) for k in range(4)) / 2**15
     assert result["p_value"] == pytest.approx(expected) and result["p_value"] == pytest.approx(0.03516, abs=1e-5)
     assert mcnemar(first, first)["p_value"] == 1.0
+
+
+def test_temperature_over_two_views_scores_their_scaled_mean(labels):
+    # Two views of the same images (an image and its mirror image): the fit scores the mean of the two
+    # scaled views, which is what a model with flip averaging serves, not the scaled mean.
+    rng = np.random.default_rng(5)
+    views = [_member(rng, labels, noise=1.0, sharpness=3.0) for _ in range(2)]
+    temperature = fit_temperature(views, labels)
+    served = (scale_temperature(views[0], temperature) + scale_temperature(views[1], temperature)) / 2
+    for nearby in (temperature * 0.9, temperature * 1.1):
+        other = (scale_temperature(views[0], nearby) + scale_temperature(views[1], nearby)) / 2
+        assert log_loss(served, labels) < log_loss(other, labels)
+    assert temperature != pytest.approx(fit_temperature((views[0] + views[1]) / 2, labels), rel=1e-2)

@@ -87,3 +87,34 @@ def test_training_batches_cover_every_image_once_per_epoch_without_autotuning():
         assert sorted(pixels) == list(range(250)) and (classes == pixels % 10).all()
         epochs.append(pixels)
     assert (epochs[0] != epochs[1]).any()  # reshuffled every epoch
+
+
+def test_calibrate_folds_the_fitted_temperature_into_the_last_layer():
+    import keras
+
+    from training.calibration import fit_temperature, log_loss, scale_temperature
+    from training.models.registry import ModelConfig, classifier, image_input, with_flip_tta
+    from training.train import calibrate
+
+    keras.utils.set_random_seed(0)
+    inputs = image_input()
+    features = keras.layers.Dense(16, activation="tanh")(keras.layers.Flatten()(inputs / 255.0))
+    model = keras.Model(inputs, classifier(features, ModelConfig("tiny")))
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    model.get_layer("probabilities").set_weights([kernel * 8.0, bias])  # an overconfident model
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 28, 28)).astype(np.uint8)
+    before = model.predict(images[..., None].astype(np.float32), verbose=0)
+    mirrored = model.predict(images[:, :, ::-1, None].astype(np.float32), verbose=0)
+    labels = (before + rng.random(before.shape)).argmax(axis=1)  # right about as often as it is sure
+
+    card = calibrate(model, True, images, labels, seed=7)
+    temperature = card["temperature"]
+    assert temperature == pytest.approx(fit_temperature([before, mirrored], labels), rel=1e-6)
+    assert temperature > 1.5 and card["fitted_on"] == "validation split (300 images, seed 7)"
+    after = model.predict(images[..., None].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(after, scale_temperature(before, temperature), atol=1e-5)
+    np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))
+    served = with_flip_tta(model).predict(images[..., None].astype(np.float32), verbose=0)
+    assert log_loss(served, labels) == pytest.approx(card["validation"]["log_loss_after"], rel=1e-4)
+    assert card["validation"]["log_loss_after"] < card["validation"]["log_loss_before"]
