@@ -79,12 +79,16 @@ def test_train_and_evaluate_own_three_class_data(own_data: tuple[Path, Path], tm
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads((report_dir / "report.json").read_text())
     assert report["labels"] == NAMES and report["test_images"] == 150
-    for entry in report["models"].values():
+    for name, entry in report["models"].items():
         low, high = entry["test_accuracy_ci95"]
         assert low <= entry["test_accuracy"] <= high
         assert {"ece", "ece_scaled", "temperature"} <= set(entry["calibration"])
+        card = json.loads((repo / name / "1" / "assets.extra" / "model_card.json").read_text())
+        served = card["calibration"]["temperature"] if name != "ensemble" else None
+        assert entry["calibration"]["served_temperature"] == served, name
     assert 0.0 <= report["ensemble_vs_best_member"]["mcnemar"]["p_value"] <= 1.0
-    assert "McNemar" in (report_dir / "report.md").read_text()
+    text = (report_dir / "report.md").read_text()
+    assert "McNemar" in text and "| model | served T | ECE |" in text
 
 
 def test_bad_own_data_gives_one_line(own_data: tuple[Path, Path], tmp_path: Path) -> None:
