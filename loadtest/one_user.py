@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         fake_gateway = servers.start_gateway(repo, f"127.0.0.1:{fake_port}", ["cnn"], logs / "fake", 120)
         running.append(fake_gateway)
         key = servers.API_KEY
+
+        def rest(server: servers.Server, servable: str = "cnn", api_key: str = "") -> Call:
+            return rest_caller(server.rest, path_for("instances", servable), instances, json_type, api_key)
+
+        fake_upstream = f"127.0.0.1:{fake_port}"
         callers: dict[str, tuple[str, Call]] = {
             "in-process cnn (TensorFlow)": (
                 "the model alone",
@@ -194,29 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             "in-process cnn_onnx (onnxruntime)": ("the model alone", in_process_caller("onnx", onnx.parent, image)),
             "modelserver-grpc": ("model server, `cnn`", grpc_caller(model_server.grpc, grpc_body)),
             "modelserver-grpc-onnx": ("model server, `cnn_onnx`", grpc_caller(model_server.grpc, onnx_body)),
-            "gateway-rest": (
-                "gateway -> model server, `cnn`",
-                rest_caller(gateway.rest, path_for("instances", "cnn"), instances, json_type, key),
-            ),
+            "gateway-rest": ("gateway -> model server, `cnn`", rest(gateway, api_key=key)),
             "gateway-grpc": ("gateway -> model server, `cnn`", grpc_caller(gateway.grpc, grpc_body, key)),
-            "gateway-rest-onnx": (
-                "gateway -> model server, `cnn_onnx`",
-                rest_caller(gateway.rest, path_for("instances", "cnn_onnx"), instances, json_type, key),
-            ),
-            "fake-upstream-grpc": ("the fake upstream (no model)", grpc_caller(f"127.0.0.1:{fake_port}", grpc_body)),
-            "gateway-rest-fake": (
-                "gateway -> fake upstream",
-                rest_caller(fake_gateway.rest, path_for("instances", "cnn"), instances, json_type, key),
-            ),
+            "gateway-rest-onnx": ("gateway -> model server, `cnn_onnx`", rest(gateway, "cnn_onnx", key)),
+            "fake-upstream-grpc": ("the fake upstream (no model)", grpc_caller(fake_upstream, grpc_body)),
+            "gateway-rest-fake": ("gateway -> fake upstream", rest(fake_gateway, api_key=key)),
             "gateway-grpc-fake": ("gateway -> fake upstream", grpc_caller(fake_gateway.grpc, grpc_body, key)),
-            "handmade": (
-                "FastAPI + onnxruntime, one process",
-                rest_caller(baselines["handmade"].rest, path_for("instances", "cnn"), instances, json_type),
-            ),
-            "peer": (
-                "LitServe + onnxruntime",
-                rest_caller(baselines["peer"].rest, path_for("instances", "cnn"), instances, json_type),
-            ),
+            "handmade": ("FastAPI + onnxruntime, one process", rest(baselines["handmade"])),
+            "peer": ("LitServe + onnxruntime", rest(baselines["peer"])),
         }
         for _, call in callers.values():
             measure(call, args.warmup)
