@@ -80,17 +80,20 @@ def grpc_caller(target: str, body: bytes, api_key: str = "") -> Call:
 
 
 def in_process_caller(kind: str, version_dir: Path, image: np.ndarray) -> Call:
-    """The model server's own runtime class called directly: the model's share of a request."""
-    from serving.modelserver.runtimes.base import RuntimeOptions
+    """The model server's own runtime class, with the model server's default thread settings, called
+    directly: the model's share of a request."""
+    from serving.modelserver.app import runtime_options
+    from serving.modelserver.flags import Flags
 
+    options = runtime_options(Flags())
     if kind == "onnx":
         from serving.modelserver.runtimes.onnx import OnnxModel
 
-        model: Any = OnnxModel(version_dir, RuntimeOptions())
+        model: Any = OnnxModel(version_dir, options)
     else:
         from serving.modelserver.runtimes.savedmodel import SavedModel
 
-        model = SavedModel(version_dir, RuntimeOptions())
+        model = SavedModel(version_dir, options)
     signature = model.signatures["serving_default"]
     inputs = {alias: image.reshape(1, 28, 28, 1).astype(np.float32) for alias in signature.inputs}
     outputs = sorted(signature.outputs)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.calibration import expected_calibration_error, fit_temperature, log_loss, log_probabilities, softmax
+from training.calibration import expected_calibration_error, fit_temperature, log_loss, scale_temperature
 from training.data import Dataset, subset
 from training.models import ModelConfig, create_model, default_config
 from training.models.registry import with_flip_tta
@@ -312,7 +312,7 @@ def calibrate(model: keras.Model, flip: bool, x_val: np.ndarray, y_val: np.ndarr
         views.append(model.predict(images[:, :, ::-1], batch_size=500, verbose=0))
     temperature = fit_temperature(views, y_val)
     before = np.mean(views, axis=0)
-    after = np.mean([softmax(log_probabilities(view) / temperature) for view in views], axis=0)
+    after = np.mean([scale_temperature(view, temperature) for view in views], axis=0)
     layer = model.get_layer("probabilities")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / temperature, bias / temperature])
