@@ -13,7 +13,6 @@ import importlib.metadata
 import logging
 import os
 import sys
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,7 +20,6 @@ from serving.modelserver import flags
 from serving.modelserver.config import ConfigError
 
 FAILED = 255  # main.cc returns -1
-EVENT_LOOP_ENV = "TENSORGATE_MODELSERVER_EVENT_LOOP"  # auto (the default), uvloop or asyncio
 
 
 def _version() -> str:
@@ -37,33 +35,6 @@ def _version() -> str:
     return f"TensorFlow ModelServer: tensorgate-{server}\nTensorFlow Library: {library}"
 
 
-def event_loop(choice: str) -> str:
-    """uvloop when installed (uvicorn[standard] brings it), else asyncio's own loop; ``asyncio`` forces
-    the latter. Measured at 16 concurrent gRPC callers on 2 cores: 10-20% more requests per second
-    through the model server on uvloop (docs/modelserver.md, "Event loop"). TF Serving has no such
-    setting (its server is C++), so it is an environment variable rather than a flag."""
-    if choice not in ("auto", "uvloop", "asyncio"):
-        raise ValueError(f"{EVENT_LOOP_ENV} must be auto, uvloop or asyncio, got {choice!r}")
-    if choice == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        if choice == "uvloop":
-            raise ValueError(f"{EVENT_LOOP_ENV}=uvloop, but uvloop is not installed (pip install uvloop)") from None
-        return "asyncio"
-    return "uvloop"
-
-
-def _run(coroutine: Any, loop: str) -> None:
-    if loop == "uvloop":
-        import uvloop
-
-        uvloop.run(coroutine)
-    else:
-        asyncio.run(coroutine)
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
     log = logging.getLogger("serving.modelserver")
@@ -77,16 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if parsed.unknown:
         print(f"unknown argument: {parsed.unknown[0]}\n{flags.usage()}", end="", flush=True)
     flags.report_ignored(parsed.flags)
-    try:
-        loop = event_loop(os.environ.get(EVENT_LOOP_ENV, "auto") or "auto")
-    except ValueError as error:
-        print(f"Failed to start server. Error: INVALID_ARGUMENT: {error}", flush=True)
-        return FAILED
-    log.info("Event loop: %s", loop)
     from serving.modelserver.app import StopDuringLoad, serve
 
     try:
-        _run(serve(parsed.flags), loop)
+        asyncio.run(serve(parsed.flags))
     except StopDuringLoad:
         log.info("Stopped while loading models")
         return 0

@@ -9,7 +9,6 @@ their order), ``util/proto_util.h`` ParseProtoTextFile ("Invalid protobuf file: 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,11 +16,9 @@ from pathlib import Path
 
 import grpc
 import httpx
-import numpy as np
 import pytest
 
 from serving import protos
-from serving.tensors import from_numpy, to_numpy
 from tests.integration.modelserver.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -230,45 +227,3 @@ def test_rest_port_that_cannot_listen_leaves_grpc_serving(launch, tfs_testdata: 
             process.terminate()
             process.wait(timeout=30)
     assert f"Failed to start HTTP Server at localhost:{port}" in output
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_both_event_loops_serve_rest_and_grpc(launch, tfs_testdata: Path, loop: str) -> None:
-    """uvloop is the default (faster under load); asyncio's own loop is the fallback and must serve alike."""
-    server = launch(
-        ["--model_name=half_plus_two", f"--model_base_path={tfs_testdata / 'saved_model_half_plus_two_cpu'}"],
-        env={"TENSORGATE_MODELSERVER_EVENT_LOOP": loop},
-    )
-    assert f"Event loop: {loop}" in server.log()
-    answer = httpx.post(f"{server.rest}/v1/models/half_plus_two:predict", json={"instances": [2.0]}, timeout=30)
-    assert answer.json() == {"predictions": [3.0]}
-    request = protos.PredictRequest()
-    request.model_spec.name = "half_plus_two"
-    request.inputs["x"].CopyFrom(from_numpy(np.array([4.0], np.float32)))
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        response = protos.PREDICTION_SERVICE.stub(channel).Predict(request, timeout=30)
-    assert to_numpy(response.outputs["y"]).tolist() == [4.0]
-
-
-def test_unknown_event_loop_fails_start_in_tf_servings_words(tfs_testdata: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "serving.modelserver",
-            f"--port={free_port()}",
-            "--model_name=half_plus_two",
-            f"--model_base_path={tfs_testdata / 'saved_model_half_plus_two_cpu'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "TENSORGATE_MODELSERVER_EVENT_LOOP": "trio"},
-    )
-    assert result.returncode == 255
-    assert (
-        "Failed to start server. Error: INVALID_ARGUMENT: TENSORGATE_MODELSERVER_EVENT_LOOP must be auto, uvloop "
-        "or asyncio, got 'trio'" in result.stdout
-    )
