@@ -87,6 +87,28 @@ def gateway_cpu(measured: dict[str, Any]) -> list[str]:
     return lines
 
 
+def one_caller(measured: dict[str, Any]) -> list[str]:
+    if not measured:
+        return []
+    if "targets" not in measured:
+        return ["", f"One caller, no Locust: {measured.get('error', 'not measured')}."]
+    lines = [
+        "",
+        f"One caller, no Locust (`loadtest.one_user`'s clients, {measured['rounds']} rounds of "
+        f"{measured['requests']} requests, targets alternating; medians over the rounds; the added-p50 goals "
+        "are judged on these):",
+        "",
+        "| target | p50 ms | p99 ms | p50 per round | added p50 per round (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    added = measured.get("added_p50", {})
+    for name, row in measured["targets"].items():
+        rounds = ", ".join(f"{value:.2f}" for value in row["round_p50_ms"])
+        extra = ", ".join(f"{value:+.2f}" for value in added[name]["round_ms"]) if name in added else "-"
+        lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {rounds} | {extra} |")
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     machine, settings = results["machine"], results["settings"]
     validity = results.get("validity_note", "")
@@ -126,6 +148,7 @@ def render(results: dict[str, Any]) -> str:
         text = f"{ceiling['images_per_s']:,.0f} images/s" if "images_per_s" in ceiling else ceiling.get("error", "")
         lines += ["", f"In-process ceiling (model server's TensorFlow runtime, batch 64, no server): {text}."]
     lines += gateway_cpu(results.get("gateway_cpu") or {})
+    lines += one_caller(results.get("one_caller") or {})
     lines += ["", "## Summary: each target at its peak", "", *summary(results)]
     lines += [
         "",

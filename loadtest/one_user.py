@@ -117,6 +117,25 @@ def measure(call: Call, requests: int, warm: int = 20) -> list[float]:
     return latencies
 
 
+def interleaved(callers: dict[str, Call], requests: int, rounds: int, warmup: int) -> dict[str, list[list[float]]]:
+    """Each caller warmed, then ``rounds`` rounds in which every caller makes ``requests`` calls in turn
+    (A B C ... A B C ...), so drift on a shared machine lands on all of them alike."""
+    for call in callers.values():
+        measure(call, 0, warm=warmup)
+    measured: dict[str, list[list[float]]] = {name: [] for name in callers}
+    for _ in range(rounds):
+        for name, call in callers.items():
+            measured[name].append(measure(call, requests))
+    return measured
+
+
+def added_p50(rounds: list[list[float]], base: list[list[float]]) -> dict[str, Any]:
+    """What a front adds to one caller's p50 over ``base``: per round (the two measured minutes apart at
+    most), and the median of those differences."""
+    each = [float(np.percentile(a, 50) - np.percentile(b, 50)) for a, b in zip(rounds, base, strict=True)]
+    return {"median_ms": statistics.median(each), "round_ms": [round(value, 3) for value in each]}
+
+
 def summarise(rounds: list[list[float]]) -> dict[str, Any]:
     every = np.concatenate(rounds)
     return {
@@ -211,13 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             "handmade": ("FastAPI + onnxruntime, one process", rest(baselines["handmade"])),
             "peer": ("LitServe + onnxruntime", rest(baselines["peer"])),
         }
-        for _, call in callers.values():
-            measure(call, args.warmup)
-        rounds: dict[str, list[list[float]]] = {name: [] for name in callers}
-        for index in range(args.rounds):
-            for name, (_, call) in callers.items():
-                rounds[name].append(measure(call, args.requests))
-            print(f"round {index + 1}/{args.rounds} done", flush=True)
+        calls = {name: call for name, (_, call) in callers.items()}
+        rounds = interleaved(calls, args.requests, args.rounds, args.warmup)
     finally:
         for server in reversed(running):
             server.managed.stop()

@@ -222,6 +222,7 @@ class Run:
             "targets": {},
             "ceiling": None,
             "gateway_cpu": None,
+            "one_caller": None,
         }
 
     def fail(self, target: Target, status: str, reason: str) -> None:
@@ -315,6 +316,8 @@ class Run:
                     self.fail(target, "skipped", f"no {target.servable} servable in {self.settings.repo}")
                     continue
                 self.measure(target, server, watched)
+            if "modelserver" in started and "gateway" in started:
+                self.one_caller(started["modelserver"], started["gateway"])
         finally:
             for server in started.values():
                 server.managed.stop()
@@ -348,6 +351,42 @@ class Run:
         if GATEWAY_CPU in settings.targets:
             self.gateway_cpu()
         return self.dir
+
+    def one_caller(self, model_server: Server, gateway: Server) -> None:
+        """The added-p50 goal from interleaved rounds of one plain caller (``loadtest.one_user``'s clients)
+        instead of two Locust steps minutes apart: a single 1-user step moves by more than the 1 ms
+        being judged (docs/loadtest.md, "one caller without Locust")."""
+        settings = self.settings
+        ok = {n for n, t in self.results["targets"].items() if t.get("status") == "ok"}
+        if 1 not in settings.users or "modelserver-grpc" not in ok or not ok & {"gateway-rest", "gateway-grpc"}:
+            return
+        from loadtest import one_user
+
+        requests, rounds = (200, 2) if settings.quick else (1000, 4)
+        settings.log(f"one caller, no Locust: {rounds} interleaved rounds of {requests} requests per target")
+        image = payloads.test_images(1)[0]
+        grpc_body, _ = payloads.encode("grpc", image)
+        instances, json_type = payloads.encode("instances", image)
+        callers = {"modelserver-grpc": one_user.grpc_caller(model_server.grpc, grpc_body)}
+        if "gateway-rest" in ok:
+            path = payloads.path_for("instances", "cnn")
+            callers["gateway-rest"] = one_user.rest_caller(gateway.rest, path, instances, json_type, API_KEY)
+        if "gateway-grpc" in ok:
+            callers["gateway-grpc"] = one_user.grpc_caller(gateway.grpc, grpc_body, API_KEY)
+        try:
+            measured = one_user.interleaved(callers, requests, rounds, warmup=100)
+        except Exception as error:  # a failed call: say so in the report, keep the Locust figures
+            self.results["one_caller"] = {"error": str(error)[:300]}
+            return
+        base = measured["modelserver-grpc"]
+        self.results["one_caller"] = {
+            "requests": requests,
+            "rounds": rounds,
+            "targets": {name: one_user.summarise(value) for name, value in measured.items()},
+            "added_p50": {
+                name: one_user.added_p50(value, base) for name, value in measured.items() if name != "modelserver-grpc"
+            },
+        }
 
     def start_stack(self, onnx: Path | None) -> dict[str, Server]:
         wanted = {t.servable for t in self.selected if t.server in ("modelserver", "gateway")}

@@ -150,3 +150,27 @@ def test_ctrl_c_stops_every_process_it_started(quick_repo: Path, tmp_path: Path)
 
 def test_every_target_is_known_to_the_command_line() -> None:
     assert set(TARGETS) < set(ALL_NAMES)
+
+
+def test_added_p50_is_judged_on_interleaved_one_caller_rounds(quick_repo: Path, tmp_path: Path) -> None:
+    """With a 1-user step of the model server and a gateway front, the run also times one plain caller
+    in interleaved rounds, and the added-p50 goals take their figure from there."""
+    out = tmp_path / "results"
+    targets = "modelserver-grpc,gateway-rest,gateway-grpc"
+    command = loadtest(out, quick_repo, "--quick", "--users", "1", "--targets", targets)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "one caller, no Locust: 2 interleaved rounds of 200 requests per target" in done.stdout
+    run = only_run(out)
+    results = report.load(run)
+    measured = results["one_caller"]
+    assert set(measured["targets"]) == {"modelserver-grpc", "gateway-rest", "gateway-grpc"}
+    assert all(row["requests"] == 400 and row["p50_ms"] > 0 for row in measured["targets"].values())
+    goals = {goal["id"]: goal for goal in results["goals"]}
+    for name in ("gateway-rest", "gateway-grpc"):
+        added = measured["added_p50"][name]
+        assert len(added["round_ms"]) == 2
+        assert goals[f"{name}_added_p50"]["value"] == pytest.approx(added["median_ms"])
+        assert goals[f"{name}_added_p50"]["detail"].startswith("one caller, median of 2 interleaved rounds of 200")
+        assert "Locust's 1-user steps: p50 " in goals[f"{name}_added_p50"]["detail"]
+    assert "One caller, no Locust" in (run / "report.md").read_text()

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from loadtest.one_user import markdown, measure, rest_caller, summarise
+from loadtest.one_user import added_p50, interleaved, markdown, measure, rest_caller, summarise
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -61,3 +61,19 @@ def test_summary_takes_the_median_of_round_medians_and_the_ratio_to_the_peer():
     text = markdown(result)
     assert "| gateway-rest | gateway | 2.00 |" in text and "| 3.00 |" in text  # 6 ms / 2 ms
     assert "| peer | LitServe | 6.00 | 6.00 | - |" in text
+
+
+def test_interleaved_rounds_alternate_the_targets_and_added_p50_is_the_median_of_round_differences():
+    order: list[str] = []
+
+    def caller(name: str):
+        return lambda: order.append(name)
+
+    measured = interleaved({"a": caller("a"), "b": caller("b")}, requests=3, rounds=2, warmup=1)
+    # warm-up (one each), then per round: a's three requests, b's three (each measured after 20 untimed)
+    assert order == ["a", "b", *(["a"] * 23 + ["b"] * 23) * 2]
+    assert [len(r) for r in measured["a"]] == [3, 3] and len(measured["b"]) == 2
+    added = added_p50([[3.0, 3.0, 3.0], [5.0, 5.0, 5.0], [4.0, 4.0, 4.0]], [[2.0] * 3, [2.5] * 3, [3.5] * 3])
+    assert added == {"median_ms": 1.0, "round_ms": [1.0, 2.5, 0.5]}
+    with pytest.raises(ValueError):  # rounds are paired: a missing round is an error, not a shorter median
+        added_p50([[1.0]], [[1.0], [1.0]])

@@ -166,3 +166,31 @@ def test_profiled_step_reports_py_spys_cpu_apart(tmp_path: Path) -> None:
     report.write(profiled, tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert "py-spy's own CPU in that step (not counted as 'other'): gateway 1.2 s." in text
+
+
+def test_added_p50_comes_from_one_caller_rounds_when_the_run_has_them() -> None:
+    measured = results()
+    row = {"p99_ms": 6.0, "requests": 800}
+    measured["one_caller"] = {
+        "requests": 400,
+        "rounds": 2,
+        "targets": {
+            "modelserver-grpc": {**row, "p50_ms": 2.0, "round_p50_ms": [2.0, 2.1]},
+            "gateway-rest": {**row, "p50_ms": 3.4, "round_p50_ms": [3.3, 3.5]},
+        },
+        "added_p50": {"gateway-rest": {"median_ms": 1.3, "round_ms": [1.3, 1.4]}},
+    }
+    goals = {goal["id"]: goal for goal in report.goals(measured)}
+    rest = goals["gateway-rest_added_p50"]
+    assert rest["value"] == pytest.approx(1.3) and rest["met"] is False  # Locust's steps alone said +0.5: met
+    assert rest["detail"] == (
+        "one caller, median of 2 interleaved rounds of 400: p50 3.40 ms vs 2.00 ms, added per round +1.30, +1.40 ms; "
+        "Locust's 1-user steps: p50 3.00 ms vs 2.50 ms"
+    )
+    # a front without one-caller rounds keeps the Locust figure
+    assert goals["gateway-grpc_added_p50"]["value"] == pytest.approx(0.7)
+    text = markdown.render({**measured, "goals": list(goals.values())})
+    assert "| gateway-rest | 3.40 | 6.00 | 3.30, 3.50 | +1.30, +1.40 |" in text
+    assert "| modelserver-grpc | 2.00 | 6.00 | 2.00, 2.10 | - |" in text
+    failed = markdown.render({**measured, "one_caller": {"error": "POST x: HTTP 503"}, "goals": []})
+    assert "One caller, no Locust: POST x: HTTP 503." in failed
