@@ -98,3 +98,17 @@ def test_cnn_head_keeps_the_feature_map_or_pools_it():
     assert pooled.get_layer("probabilities").kernel.shape == (128, 10)
     with pytest.raises(ValueError, match="cnn: unknown head 'spp'; expected 'pool' or 'flatten'"):
         create_model("cnn", default_config("cnn").with_overrides(extra={"head": "spp"}))
+
+
+@pytest.mark.parametrize(("front", "rows", "parameters"), [((32, 64), 7, 615_082), ((32,), 14, 596_394)])
+def test_lstm_reads_the_rows_its_convolutional_front_leaves(front, rows, parameters):
+    from training.models.registry import default_config
+
+    model = create_model("lstm", default_config("lstm").with_overrides(extra={"front": front}))
+    # Two stages of conv + 2x2 pool give 7 rows of 7 x 64 features, one stage 14 rows of 14 x 32: the
+    # BiLSTM reads 448 features per step either way, so the recurrent cost is the same.
+    assert tuple(model.get_layer("rows").output.shape) == (None, rows, 448)
+    assert model.count_params() == parameters
+    assert [layer.name for layer in model.layers if layer.name.startswith("front_conv")] == [
+        f"front_conv{index}" for index in range(len(front))
+    ]
