@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
 from training.models import create_model
-from training.models.registry import TRAINABLE_NAMES
+from training.models.registry import TRAINABLE_NAMES, default_config
 
 
 @pytest.mark.parametrize("name", TRAINABLE_NAMES)
@@ -112,3 +113,19 @@ def test_lstm_reads_the_rows_its_convolutional_front_leaves(front, rows, paramet
     assert [layer.name for layer in model.layers if layer.name.startswith("front_conv")] == [
         f"front_conv{index}" for index in range(len(front))
     ]
+
+
+@pytest.mark.parametrize(("tokenizer_depth", "convolutions", "parameters"), [(2, 4, 169_963), (1, 2, 123_499)])
+def test_transformer_tokenizer_depth_sets_the_convolutions_per_stage(tokenizer_depth, convolutions, parameters):
+    # 123,499 is the transformer of the full runs up to 2026-12-04; both give 49 tokens of width 64.
+    config = default_config("transformer").with_overrides(extra={"tokenizer_depth": tokenizer_depth})
+    model = create_model("transformer", config)
+    assert model.count_params() == parameters
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers) == convolutions
+    assert tuple(model.get_layer("tokens").output.shape) == (None, 49, 64)
+
+
+def test_transformer_rejects_a_tokenizer_without_convolutions():
+    config = default_config("transformer").with_overrides(extra={"tokenizer_depth": 0})
+    with pytest.raises(ValueError, match="tokenizer_depth must be at least 1, got 0"):
+        create_model("transformer", config)
