@@ -86,7 +86,12 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
     "cnn": ModelConfig("cnn", width=32, depth=2, dropout=0.2, flip_tta=True),
     "lstm": ModelConfig("lstm", width=128, depth=1, dropout=0.3, extra={"front": (32, 64)}),
     "transformer": ModelConfig(
-        "transformer", width=64, depth=3, dropout=0.1, flip_tta=True, extra={"heads": 4, "mlp_ratio": 2, "tokenizer_depth": 2}
+        "transformer",
+        width=64,
+        depth=3,
+        dropout=0.1,
+        flip_tta=True,
+        extra={"heads": 4, "mlp_ratio": 2, "tokenizer_depth": 2},
     ),
 }
 

@@ -68,7 +68,7 @@ def test_ensemble_vote_layer_applies_the_fitted_combination(mode):
 
 
 def test_flip_tta_averages_the_image_and_its_mirror():
-    from training.models.registry import default_config, with_flip_tta
+    from training.models.registry import with_flip_tta
 
     model = create_model("cnn", default_config("cnn"))
     served = with_flip_tta(model)
@@ -79,8 +79,6 @@ def test_flip_tta_averages_the_image_and_its_mirror():
 
 @pytest.mark.parametrize("name", TRAINABLE_NAMES)
 def test_models_take_the_number_of_classes_and_pixel_statistics(name):
-    from training.models.registry import default_config
-
     config = default_config(name).with_overrides(classes=4, pixel_mean=0.5, pixel_std=0.25)
     model = create_model(name, config)
     assert model.output_shape == (None, 4)
@@ -90,8 +88,6 @@ def test_models_take_the_number_of_classes_and_pixel_statistics(name):
 
 
 def test_cnn_head_keeps_the_feature_map_or_pools_it():
-    from training.models.registry import default_config
-
     flat = create_model("cnn", default_config("cnn").with_overrides(extra={"head": "flatten"}))
     pooled = create_model("cnn", default_config("cnn"))
     # 7x7 positions of the last stage's 4w channels feed the classifier, against 4w after pooling
@@ -103,8 +99,6 @@ def test_cnn_head_keeps_the_feature_map_or_pools_it():
 
 @pytest.mark.parametrize(("front", "rows", "parameters"), [((32, 64), 7, 615_082), ((32,), 14, 596_394)])
 def test_lstm_reads_the_rows_its_convolutional_front_leaves(front, rows, parameters):
-    from training.models.registry import default_config
-
     model = create_model("lstm", default_config("lstm").with_overrides(extra={"front": front}))
     # Two stages of conv + 2x2 pool give 7 rows of 7 x 64 features, one stage 14 rows of 14 x 32: the
     # BiLSTM reads 448 features per step either way, so the recurrent cost is the same.
