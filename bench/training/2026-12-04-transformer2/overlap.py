@@ -7,7 +7,6 @@ the 10,000 test images and counts, per member, its errors and how many of them t
 import sys
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from training.data import load_dataset
@@ -24,7 +23,11 @@ for repo in repos:
     wrong = members != data.y_test[:, None]
     ensemble_wrong = outputs["class_id"] != data.y_test
     cnn = wrong[:, 0]
-    parts = [f"{name} {int(wrong[:, m].sum())} wrong, {int((wrong[:, m] & cnn).sum())} shared with the cnn"
-             for m, name in enumerate(MEMBERS)]
-    print(f"{repo}: {'; '.join(parts)}; all three wrong {int(wrong.all(axis=1).sum())}; "
-          f"ensemble {int(ensemble_wrong.sum())} wrong")
+    parts = [
+        f"{name} {int(wrong[:, m].sum())} wrong, {int((wrong[:, m] & cnn).sum())} shared with the cnn"
+        for m, name in enumerate(MEMBERS)
+    ]
+    print(
+        f"{repo}: {'; '.join(parts)}; all three wrong {int(wrong.all(axis=1).sum())}; "
+        f"ensemble {int(ensemble_wrong.sum())} wrong"
+    )
