@@ -9,7 +9,8 @@ SCAN: "columns" = the full profile's LSTM (two-stage front, BiLSTM(128), mean+ma
       7 columns left to right instead of the 7 rows top to bottom: same cost, another view;
       "both" = one BiLSTM(128) over the rows and a second over the columns of the same front, their
       pooled features concatenated: about twice the recurrent cost.
-The recipe is the full profile's; ARGS go on to `python -m training`.
+The recipe is the full profile's; ARGS go on to `python -m training`. The front below is a frozen copy of
+training.models.lstm's as of d1565ae, so this script keeps recording what was measured if that changes.
 """
 
 import sys
