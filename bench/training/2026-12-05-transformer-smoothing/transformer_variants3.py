@@ -6,8 +6,8 @@ it the ensemble?
     PYTHONPATH=. python bench/training/2026-12-05-transformer-smoothing/transformer_variants3.py \
         VARIANT SEED REPO [ARGS]
 
-VARIANT: "ls01" (label smoothing 0.1), "erase" (random erasing on half the images). One change each
-to the full profile's transformer recipe; ARGS go on to `python -m training`.
+VARIANT: "ls01" (label smoothing 0.1), the one change to the full profile's transformer recipe; ARGS go
+on to `python -m training`.
 """
 
 import sys
@@ -18,7 +18,6 @@ from training.cli import main
 
 VARIANTS = {
     "ls01": {"label_smoothing": 0.1},
-    "erase": {"erase": 0.5},
 }
 
 name, seed, repo, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]

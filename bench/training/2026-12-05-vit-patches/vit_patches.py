@@ -15,6 +15,7 @@ VARIANT picks width, depth and epochs (below); ARGS go on to `python -m training
 import sys
 from dataclasses import replace
 
+import keras
 from keras import layers
 
 import training.models.transformer as transformer
@@ -29,9 +30,7 @@ VARIANTS = {
 }
 
 
-def build_vit(config: ModelConfig):  # type: ignore[no-untyped-def]
-    import keras
-
+def build_vit(config: ModelConfig) -> keras.Model:
     inputs = image_input()
     x = standardise(inputs, config)
     # A 4x4 convolution with stride 4 and no activation is exactly a linear map of each 4x4 patch.
